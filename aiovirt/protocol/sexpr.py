@@ -1,0 +1,310 @@
+"""xend's S-expressions, read and written as xend 3.x emits and accepts them (sans-IO).
+
+Representation: an atom is a ``str`` (xend has no numbers on the wire, every atom is text) and a
+list is a Python ``list``. ``parse("(domain (domid 3) (name vm1))")`` gives
+``["domain", ["domid", "3"], ["name", "vm1"]]`` and :func:`dumps` gives the text back.
+
+Reader (xend's ``sxp.py``): ``(`` and ``)``; whitespace; ``#`` comments to end of line; strings
+in ``'`` or ``"`` with C/Python escapes (``\\n``, ``\\xHH``, ``\\ooo`` ...; an unknown escape keeps
+its backslash, as xend 4.x does); any other run of characters is an atom (a quote inside an
+atom is literal). Writer: one space between items, atoms bare when they consist only of
+``A-Z a-z 0-9 . - _ : / ~`` (or are ``@`` or empty), otherwise quoted like Python 2's
+``repr(str)``: single quotes unless the text holds ``'`` and no ``"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TypeAlias, Union
+
+from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
+
+SExpr: TypeAlias = Union[str, list["SExpr"]]
+
+__all__ = [
+    "SExpr",
+    "SexprError",
+    "dumps",
+    "find_all",
+    "lookup",
+    "lookup_list",
+    "parse",
+    "parse_all",
+    "to_dict",
+]
+
+
+class SexprError(VirtError, ValueError):
+    """Malformed S-expression text; ``offset`` is where in the input the reader gave up."""
+
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(
+            ErrorNumber.PARSE_FAILED,
+            ErrorDomain.SEXPR,
+            f"S-expression: {reason} at offset {offset}",
+            int1=offset,
+        )
+        self.reason = reason
+        self.offset = offset
+
+
+_TOKEN = re.compile(
+    r"""
+      (?P<ws>[ \t\n\r\v\f]+)
+    | (?P<comment>\#[^\n]*)
+    | (?P<open>\()
+    | (?P<close>\))
+    | (?P<sq>'(?:[^'\\]|\\.|\\\n)*')
+    | (?P<dq>"(?:[^"\\]|\\.|\\\n)*")
+    | (?P<badq>['"])
+    | (?P<atom>[^ \t\n\r\v\f()\#'"][^ \t\n\r\v\f()\#]*)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+_SIMPLE_ESCAPES = {
+    "a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13,
+    "\\": 92, "'": 39, '"': 34,
+}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.DOTALL)
+
+
+def _unescape(body: str) -> str:
+    if "\\" not in body:
+        return body
+    out = bytearray()
+    pos = 0
+    for m in _ESCAPE.finditer(body):
+        out += body[pos:m.start()].encode("utf-8", "surrogateescape")
+        esc = m.group(1)
+        if esc[0] == "x" and len(esc) == 3:
+            out.append(int(esc[1:], 16))
+        elif esc[0] in "01234567":
+            out.append(int(esc, 8) & 0xFF)
+        elif esc in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[esc])
+        else:
+            out += ("\\" + esc).encode("utf-8", "surrogateescape")
+        pos = m.end()
+    out += body[pos:].encode("utf-8", "surrogateescape")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _values(text: str) -> Iterator[SExpr]:
+    stack: list[list[SExpr]] = []
+    opened: list[int] = []
+    pos = 0
+    end = len(text)
+    match = _TOKEN.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:  # pragma: no cover - every character starts some token
+            raise SexprError("unexpected character", pos)
+        kind = m.lastgroup
+        if kind == "atom":
+            value: SExpr = m.group()
+        elif kind == "open":
+            stack.append([])
+            opened.append(pos)
+            pos = m.end()
+            continue
+        elif kind == "close":
+            if not stack:
+                raise SexprError("unbalanced ')'", pos)
+            value = stack.pop()
+            opened.pop()
+        elif kind == "sq" or kind == "dq":
+            value = _unescape(m.group()[1:-1])
+        elif kind == "badq":
+            raise SexprError("unterminated string", pos)
+        else:
+            pos = m.end()
+            continue
+        pos = m.end()
+        if stack:
+            stack[-1].append(value)
+        else:
+            yield value
+    if stack:
+        raise SexprError("unterminated list opened", opened[-1])
+
+
+def _as_text(data: str | bytes | bytearray | memoryview) -> str:
+    if isinstance(data, str):
+        return data
+    return bytes(data).decode("utf-8", "surrogateescape")
+
+
+def parse_all(data: str | bytes | bytearray | memoryview) -> list[SExpr]:
+    """Return every top-level value in ``data`` (possibly none)."""
+    return list(_values(_as_text(data)))
+
+
+def parse(data: str | bytes | bytearray | memoryview) -> SExpr:
+    """Return the single value in ``data``; raise :class:`SexprError` if there is none or more."""
+    text = _as_text(data)
+    values = _values(text)
+    first = next(values, None)
+    if first is None:
+        raise SexprError("no value in input", len(text))
+    for _extra in values:
+        raise SexprError("text after the first value", _offset_of_second(text))
+    return first
+
+
+def _offset_of_second(text: str) -> int:
+    depth = 0
+    seen = False
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:  # pragma: no cover
+            return pos
+        kind = m.lastgroup
+        if kind in ("ws", "comment"):
+            pass
+        elif seen and depth == 0:
+            return pos
+        elif kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth -= 1
+            seen = seen or depth == 0
+        else:
+            seen = seen or depth == 0
+        pos = m.end()
+    return pos
+
+
+_BARE = re.compile(r"[A-Za-z0-9.\-_:/~]*\Z")
+_REPR_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _quote(text: str) -> str:
+    quote = '"' if ("'" in text and '"' not in text) else "'"
+    out = [quote]
+    for ch in text:
+        if ch in _REPR_ESCAPES:
+            out.append(_REPR_ESCAPES[ch])
+        elif ch == quote:
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
+    out.append(quote)
+    return "".join(out)
+
+
+def _dump_atom(atom: str) -> str:
+    if atom == "@" or _BARE.match(atom):
+        return atom
+    return _quote(atom)
+
+
+def dumps(expr: SExpr | int | float) -> str:
+    """Write ``expr`` the way xend does: ``(a b (c d))``, quoting atoms only where needed."""
+    if isinstance(expr, list):
+        return "(" + " ".join(dumps(item) for item in expr) + ")"
+    if isinstance(expr, bool):
+        return "True" if expr else "False"
+    if isinstance(expr, int):
+        return str(expr)
+    if isinstance(expr, float):
+        return format_float(expr)
+    if isinstance(expr, str):
+        return _dump_atom(expr)
+    raise TypeError(f"cannot write {type(expr).__name__} as an S-expression")
+
+
+def format_float(value: float) -> str:
+    """Format a float as Python 2's ``str()`` did: 12 significant digits, ``1.0`` stays."""
+    text = f"{value:.12g}"
+    if "e" not in text and "." not in text and "inf" not in text and "nan" not in text:
+        text += ".0"
+    return text
+
+
+def _children(expr: SExpr, head: str) -> Iterator[list[SExpr]]:
+    if isinstance(expr, list):
+        for item in expr[1:]:
+            if isinstance(item, list) and item and item[0] == head:
+                yield item
+
+
+def lookup_list(expr: SExpr, path: str) -> list[SExpr] | None:
+    """Return the tail of the list at ``a/b/c`` (first match at each step), or None.
+
+    The first segment must equal the root's head, as in libvirt and xend.
+    """
+    parts = path.strip("/").split("/")
+    if not isinstance(expr, list) or not expr or expr[0] != parts[0]:
+        return None
+    node: list[SExpr] = expr
+    for part in parts[1:]:
+        found = next(_children(node, part), None)
+        if found is None:
+            return None
+        node = found
+    return node[1:]
+
+
+def lookup(expr: SExpr, path: str, default: str | None = None) -> str | None:
+    """Return the atom value at ``a/b/c``; a key with no value (``(features )``) gives ``""``."""
+    tail = lookup_list(expr, path)
+    if tail is None:
+        return default
+    if not tail:
+        return ""
+    first = tail[0]
+    return first if isinstance(first, str) else default
+
+
+def find_all(expr: SExpr, head: str) -> list[list[SExpr]]:
+    """Return every direct child list of ``expr`` whose head atom is ``head``."""
+    return list(_children(expr, head))
+
+
+def to_dict(expr: SExpr) -> dict[str, object]:
+    """Turn a record ``(head (k v) (k2 (sub ...)) (k3))`` into ``{"k": "v", "k2": {...}, ...}``.
+
+    A key with no value maps to ``""``, one with several values to a list of them, a nested
+    record to a dict; a key that repeats maps to a list of its values in order.
+    """
+    if not isinstance(expr, list):
+        raise TypeError("to_dict needs a list")
+    result: dict[str, object] = {}
+    repeated: set[str] = set()
+    for item in expr[1:]:
+        if not isinstance(item, list) or not item or not isinstance(item[0], str):
+            continue
+        key = item[0]
+        tail = item[1:]
+        value: object
+        if not tail:
+            value = ""
+        elif len(tail) == 1 and isinstance(tail[0], str):
+            value = tail[0]
+        elif len(tail) == 1 and isinstance(tail[0], list) and tail[0] and isinstance(
+            tail[0][0], str
+        ):
+            value = {tail[0][0]: to_dict(tail[0])}
+        else:
+            value = [t if isinstance(t, str) else _plain(t) for t in tail]
+        if key in result:
+            prev = result[key]
+            if isinstance(prev, list) and key in repeated:
+                prev.append(value)
+            else:
+                result[key] = [prev, value]
+                repeated.add(key)
+        else:
+            result[key] = value
+    return result
+
+
+def _plain(expr: SExpr) -> object:
+    if isinstance(expr, str):
+        return expr
+    return [_plain(e) for e in expr]

@@ -1,0 +1,300 @@
+"""The xenstore wire protocol (sans-IO): header, op codes, error names, payloads, paths.
+
+One codec serves the client (``backends/xenstore.py``) and the simulated daemon
+(``sim/xenstored.py``). A frame is a 16-byte header of four native-endian ``uint32`` (type,
+req_id, tx_id, len) followed by ``len`` payload bytes, ``len <= 4096``.
+
+:class:`FrameDecoder` takes bytes in chunks of any size and returns whole :class:`Message` s;
+it rejects an oversized length before buffering the payload.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import re
+import struct
+from enum import IntEnum
+from typing import NamedTuple
+
+from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
+
+__all__ = [
+    "ABS_PATH_MAX",
+    "ERROR_NAMES",
+    "HEADER",
+    "HEADER_SIZE",
+    "PAYLOAD_MAX",
+    "REL_PATH_MAX",
+    "SPECIAL_PATHS",
+    "FrameDecoder",
+    "Message",
+    "Perm",
+    "PermAccess",
+    "XsOp",
+    "XsWireError",
+    "encode",
+    "error_payload",
+    "errno_of",
+    "join_strings",
+    "parse_perms",
+    "format_perms",
+    "split_strings",
+    "validate_path",
+]
+
+HEADER = struct.Struct("=IIII")
+HEADER_SIZE = HEADER.size
+PAYLOAD_MAX = 4096
+REL_PATH_MAX = 2048
+ABS_PATH_MAX = 3072
+UINT32_MAX = 0xFFFFFFFF
+SPECIAL_PATHS = ("@introduceDomain", "@releaseDomain")
+DOMID_SELF = 0x7FF0
+
+
+class XsOp(IntEnum):
+    """xenstore message types, with libxenstore's numbers (``xs_wire.h``)."""
+
+    CONTROL = 0
+    DIRECTORY = 1
+    READ = 2
+    GET_PERMS = 3
+    WATCH = 4
+    UNWATCH = 5
+    TRANSACTION_START = 6
+    TRANSACTION_END = 7
+    INTRODUCE = 8
+    RELEASE = 9
+    GET_DOMAIN_PATH = 10
+    WRITE = 11
+    MKDIR = 12
+    RM = 13
+    SET_PERMS = 14
+    WATCH_EVENT = 15
+    ERROR = 16
+    IS_DOMAIN_INTRODUCED = 17
+    RESUME = 18
+    SET_TARGET = 19
+    RESTRICT = 20
+    RESET_WATCHES = 21
+    DIRECTORY_PART = 22
+    GET_FEATURE = 23
+    SET_FEATURE = 24
+    GET_QUOTA = 25
+    SET_QUOTA = 26
+    INVALID = 65535
+
+
+# The error names a daemon may send, in xs_wire.h's order (E2BIG since 4.4, EPERM since 4.17).
+ERROR_NAMES: tuple[str, ...] = (
+    "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO",
+    "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
+)
+_ERRNO_BY_NAME: dict[str, int] = {name: getattr(_errno, name) for name in ERROR_NAMES}
+
+
+def errno_of(name: str) -> int:
+    """Return the errno number of a daemon error name; unknown names are EINVAL, as lib does."""
+    return _ERRNO_BY_NAME.get(name, _errno.EINVAL)
+
+
+def error_payload(name: str) -> bytes:
+    """Return the ERROR payload for ``name`` (an unknown name is sent as EINVAL, as C does)."""
+    if name not in _ERRNO_BY_NAME:
+        name = "EINVAL"
+    return name.encode("ascii") + b"\0"
+
+
+class XsWireError(VirtError, ValueError):
+    """A frame, payload or path that the protocol does not allow."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorNumber.INVALID_ARG, ErrorDomain.XENSTORE, reason)
+        self.reason = reason
+
+
+class Message(NamedTuple):
+    """One frame: ``op`` is the type (an int; compare with :class:`XsOp`)."""
+
+    op: int
+    req_id: int
+    tx_id: int
+    payload: bytes
+
+    def encode(self) -> bytes:
+        """Return the frame's bytes."""
+        return encode(self.op, self.req_id, self.tx_id, self.payload)
+
+
+_pack = HEADER.pack
+
+
+def encode(op: int, req_id: int, tx_id: int, payload: bytes) -> bytes:
+    """Return one frame. Raises :class:`XsWireError` for a payload over 4096 bytes."""
+    if len(payload) > PAYLOAD_MAX:
+        raise XsWireError(
+            f"payload of {len(payload)} bytes is over xenstore's limit of {PAYLOAD_MAX}"
+        )
+    return _pack(op, req_id, tx_id, len(payload)) + payload
+
+
+class FrameDecoder:
+    """Incremental decoder: :meth:`feed` bytes in any chunks, get whole messages back.
+
+    After a malformed header the decoder is broken for good (the stream has lost its framing):
+    every later :meth:`feed` raises again.
+    """
+
+    __slots__ = ("_buf", "_error", "max_payload")
+
+    def __init__(self, max_payload: int = PAYLOAD_MAX) -> None:
+        self._buf = b""
+        self._error: XsWireError | None = None
+        self.max_payload = max_payload
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add ``data`` and return every message now complete, in order."""
+        if self._error is not None:
+            raise self._error
+        buf = self._buf + data if self._buf else bytes(data)
+        out: list[Message] = []
+        pos = 0
+        end = len(buf)
+        unpack = HEADER.unpack_from
+        new = tuple.__new__
+        limit = self.max_payload
+        while end - pos >= HEADER_SIZE:
+            op, req_id, tx_id, length = unpack(buf, pos)
+            if length > limit:
+                self._buf = b""
+                self._error = XsWireError(
+                    f"frame announces a {length}-byte payload, over the limit of {limit}"
+                )
+                raise self._error
+            stop = pos + HEADER_SIZE + length
+            if stop > end:
+                break
+            out.append(new(Message, (op, req_id, tx_id, buf[pos + HEADER_SIZE:stop])))
+            pos = stop
+        self._buf = buf[pos:] if pos < end else b""
+        return out
+
+
+def join_strings(*parts: str | bytes) -> bytes:
+    """Return ``parts`` each terminated by NUL, packed back to back."""
+    out = bytearray()
+    for part in parts:
+        if isinstance(part, str):
+            part = part.encode("utf-8")
+        if b"\0" in part:
+            raise XsWireError(f"string {part!r} contains a NUL byte")
+        out += part
+        out += b"\0"
+    return bytes(out)
+
+
+def split_strings(payload: bytes) -> list[str]:
+    """Split a NUL-separated payload into strings (a trailing NUL ends the last one)."""
+    if not payload:
+        return []
+    if payload.endswith(b"\0"):
+        payload = payload[:-1]
+    return [p.decode("utf-8", "surrogateescape") for p in payload.split(b"\0")]
+
+
+def ack_ok(payload: bytes) -> bool:
+    """Return True for the daemon's ``OK`` acknowledgement."""
+    return payload == b"OK\0" or payload == b"OK"
+
+
+_PATH_CHARS = re.compile(r"[A-Za-z0-9\-/_@]*\Z")
+_DOMAIN_PREFIX = re.compile(r"/local/domain/\d{1,5}/")
+
+
+def validate_path(path: str, *, allow_relative: bool = True, allow_special: bool = False) -> None:
+    """Raise :class:`XsWireError` unless ``path`` is one the C daemon accepts.
+
+    Allowed characters are ``A-Z a-z 0-9 - / _ @``; no ``//``, no trailing ``/`` (except ``/``);
+    relative paths only with ``allow_relative``; ``@name`` specials only with ``allow_special``;
+    at most 2048 characters past a leading ``/local/domain/<n>/``.
+    """
+    if not isinstance(path, str):
+        raise XsWireError(f"xenstore path must be a str, not {type(path).__name__}")
+    if not path:
+        raise XsWireError("xenstore path is empty")
+    if path.startswith("@"):
+        if not allow_special:
+            raise XsWireError(f"special path {path!r} is only valid for watches")
+        if not _PATH_CHARS.match(path[1:]) or len(path) > REL_PATH_MAX:
+            raise XsWireError(f"invalid special path {path!r}")
+        return
+    if not _PATH_CHARS.match(path):
+        bad = next(ch for ch in path if not _PATH_CHARS.match(ch))
+        raise XsWireError(f"xenstore path {path!r} contains the invalid character {bad!r}")
+    if not path.startswith("/"):
+        if not allow_relative:
+            raise XsWireError(f"xenstore path {path!r} is not absolute")
+    if "//" in path:
+        raise XsWireError(f"xenstore path {path!r} contains '//'")
+    if path != "/" and path.endswith("/"):
+        raise XsWireError(f"xenstore path {path!r} ends with '/'")
+    m = _DOMAIN_PREFIX.match(path)
+    prefix = m.end() if m else 0
+    if len(path) > prefix + REL_PATH_MAX:
+        raise XsWireError(
+            f"xenstore path of {len(path)} characters is too long (limit {prefix + REL_PATH_MAX})"
+        )
+
+
+class PermAccess(IntEnum):
+    """A permission letter's meaning, as bits: read 1, write 2."""
+
+    NONE = 0
+    READ = 1
+    WRITE = 2
+    BOTH = 3
+
+
+_LETTER_TO_ACCESS = {"n": PermAccess.NONE, "r": PermAccess.READ, "w": PermAccess.WRITE,
+                     "b": PermAccess.BOTH}
+_ACCESS_TO_LETTER = {v: k for k, v in _LETTER_TO_ACCESS.items()}
+
+
+class Perm(NamedTuple):
+    """One permission entry: ``Perm(5, PermAccess.READ)`` is ``r5``."""
+
+    domid: int
+    access: PermAccess
+
+    def __str__(self) -> str:
+        return f"{_ACCESS_TO_LETTER[self.access]}{self.domid}"
+
+    @classmethod
+    def parse(cls, text: str) -> Perm:
+        """Parse ``r5``-style text (domid in C's base-0 notation, as the daemon reads it)."""
+        if len(text) < 2 or text[0] not in _LETTER_TO_ACCESS:
+            raise XsWireError(f"invalid xenstore permission {text!r}")
+        try:
+            domid = int(text[1:], 0)
+        except ValueError:
+            raise XsWireError(f"invalid domain id in xenstore permission {text!r}") from None
+        if not 0 <= domid <= 0xFFFF:
+            raise XsWireError(f"domain id out of range in xenstore permission {text!r}")
+        return cls(domid, _LETTER_TO_ACCESS[text[0]])
+
+
+def parse_perms(payload: bytes) -> list[Perm]:
+    """Parse a GET_PERMS reply (or SET_PERMS tail) into entries; the first names the owner."""
+    return [Perm.parse(p) for p in split_strings(payload)]
+
+
+def format_perms(perms: list[Perm]) -> bytes:
+    """Return the NUL-terminated perm strings for SET_PERMS (after the path)."""
+    if not perms:
+        raise XsWireError("a permission list needs at least the owner entry")
+    return join_strings(*(str(p) for p in perms))
