@@ -1,0 +1,1 @@
+"""One async transport per Xen component, each usable on its own."""
