@@ -1,0 +1,194 @@
+"""Run Debian's real C xenstored (Xen 4.17) here, without a hypervisor, as a test peer.
+
+The daemon is started with an ``LD_PRELOAD`` stub (``xsstub.c`` next to this file) that fakes
+the few Xen library calls and ``/proc/xen/xsd_*`` files it needs. The stub is compiled with gcc
+into a cache directory keyed by the source's hash (``$AIOVIRT_TEST_CACHE`` or
+``~/.cache/aiovirt-test``), never into the repository.
+
+Use from a test::
+
+    from tests.support.real_xenstored import real_xenstored, require_real_xenstored
+
+    def test_something(tmp_path):
+        require_real_xenstored()          # skips (or fails under AIOVIRT_REQUIRE_INTEROP=1)
+        with real_xenstored(tmp_path) as socket_path:
+            ...                           # XENSTORED_PATH=socket_path for the CLI tools
+
+or from any conftest: ``from tests.support.real_xenstored import real_xenstored_socket``
+(a fixture yielding the socket path of a fresh daemon).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.interop import require
+
+XENSTORED = Path(os.environ.get("AIOVIRT_REAL_XENSTORED", "/usr/lib/xen-4.17/bin/xenstored"))
+STUB_SOURCE = Path(__file__).with_name("xsstub.c")
+XEN_HEADERS = ("xenctrl.h", "xenevtchn.h", "xengnttab.h")
+START_TIMEOUT = 10.0
+# Unix socket paths are limited to 108 bytes including the NUL.
+_SOCKET_PATH_MAX = 100
+
+_stub_cache: dict[Path, Path] = {}
+_build_errors: dict[Path, str] = {}
+
+
+def cache_dir() -> Path:
+    """Return the directory that holds compiled test helpers (created on demand)."""
+    base = os.environ.get("AIOVIRT_TEST_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "aiovirt-test"
+    )
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _include_dir_has_headers() -> bool:
+    return all(Path("/usr/include", h).is_file() for h in XEN_HEADERS)
+
+
+def build_stub(directory: Path | None = None) -> Path:
+    """Compile the stub if needed and return the path of the shared object.
+
+    The file name carries the hash of ``xsstub.c``, so an edited stub is rebuilt. Raises
+    ``RuntimeError`` with gcc's output when compiling fails.
+    """
+    source = STUB_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    target_dir = directory if directory is not None else cache_dir()
+    target = target_dir / f"xsstub-{digest}.so"
+    if target.is_file():
+        return target
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("gcc is not installed (needed to build the xenstored stub)")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".xsstub-", suffix=".so", dir=target_dir)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [gcc, "-shared", "-fPIC", "-O2", "-o", tmp, str(STUB_SOURCE), "-ldl"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"gcc failed to build {STUB_SOURCE.name}:\n{proc.stderr}")
+        os.replace(tmp, target)  # atomic: parallel sessions never see half a file
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target
+
+
+def real_xenstored_available() -> str | None:
+    """Return why the real C xenstored cannot run here, or None when it can."""
+    if not XENSTORED.is_file() or not os.access(XENSTORED, os.X_OK):
+        return f"{XENSTORED} is not installed (Debian package xen-utils-4.17)"
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        return "gcc is not installed (needed to build the xenstored LD_PRELOAD stub)"
+    if not _include_dir_has_headers():
+        return "Xen headers are not installed (Debian package libxen-dev)"
+    key = cache_dir()
+    if key in _build_errors:
+        return _build_errors[key]
+    if key not in _stub_cache:
+        try:
+            _stub_cache[key] = build_stub(key)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            _build_errors[key] = f"cannot build the xenstored stub: {exc}"
+            return _build_errors[key]
+    return None
+
+
+def require_real_xenstored() -> None:
+    """Skip the calling test (fail under AIOVIRT_REQUIRE_INTEROP=1) unless C xenstored can run."""
+    reason = real_xenstored_available()
+    require(reason is None, reason or "")
+
+
+def _wait_for_socket(path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"xenstored exited with status {proc.returncode} before listening on {path}:\n"
+                + log.read_text(errors="replace")[-2000:]
+            )
+        if os.path.exists(path):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(path)
+                except OSError:
+                    pass
+                else:
+                    return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"xenstored did not listen on {path} within {START_TIMEOUT} s")
+        time.sleep(0.005)  # process start-up: there is no event to wait on
+
+
+@contextlib.contextmanager
+def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True) -> Iterator[str]:
+    """Start the real C xenstored serving ``directory/socket``; yield the socket path.
+
+    Its ``-T`` trace (every IN/OUT frame) goes to ``directory/trace`` and its output to
+    ``directory/xenstored.log``. The daemon is killed with SIGKILL at exit (SIGTERM is slow).
+    When ``directory`` is too long for a unix socket path, a short directory under /tmp is
+    used for the socket and removed afterwards.
+    """
+    reason = real_xenstored_available()
+    if reason is not None:
+        raise RuntimeError(reason)
+    stub = _stub_cache[cache_dir()]
+    workdir = Path(directory)
+    workdir.mkdir(parents=True, exist_ok=True)
+    short_dir: str | None = None
+    rundir = workdir
+    if len(str(workdir / "socket").encode()) > _SOCKET_PATH_MAX:
+        short_dir = tempfile.mkdtemp(prefix="av")
+        rundir = Path(short_dir)
+    sock = str(rundir / "socket")
+    log = workdir / "xenstored.log"
+    env = dict(os.environ)
+    env.update(XENSTORED_RUNDIR=str(rundir), XENSTORED_PATH=sock, LD_PRELOAD=str(stub))
+    args = [str(XENSTORED), "-N"]
+    if trace:
+        args += ["-T", str(workdir / "trace")]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            args, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=str(workdir),
+        )
+    try:
+        _wait_for_socket(sock, proc, log)
+        yield sock
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if short_dir is not None:
+            shutil.rmtree(short_dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sock)
+
+
+@pytest.fixture
+def real_xenstored_socket(tmp_path: Path) -> Iterator[str]:
+    """Yield the socket path of a fresh real C xenstored (skip/fail if it cannot run)."""
+    require_real_xenstored()
+    with real_xenstored(tmp_path / "real-xenstored") as path:
+        yield path
