@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import functools
 import inspect
 import logging
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import IntEnum
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -293,14 +293,34 @@ class VirtError(Exception):
                 self.str1, self.str2, self.str3, self.int1, self.int2)
 
     def copy(self) -> VirtError:
-        """Return an independent copy (libvirt's copy was shallow; ours is not)."""
-        clone = copy.copy(self)
-        clone.__traceback__ = None
+        """Return an independent copy (libvirt's copy was shallow; ours is not).
+
+        The copy shares no mutable state with ``self`` and carries no traceback, so resetting
+        or changing one never touches the other.
+        """
+        clone = type(self).__new__(type(self), *self.args)
+        clone.args = self.args
+        clone.__dict__.update(self.__dict__)
         clone._reported = False
         return clone
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as cls(*args), which our signature does not accept; rebuild from
+        # the fields instead. The live conn/dom objects do not travel.
+        state = dict(self.__dict__, conn=None, dom=None)
+        return (_rebuild_error, (type(self), self.args, state))
 
-ErrorHandler: TypeAlias = Callable[[Any, VirtError], "None | Awaitable[None]"]
+
+def _rebuild_error(
+    cls: type[VirtError], args: tuple[Any, ...], state: dict[str, Any]
+) -> VirtError:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+ErrorHandler: TypeAlias = Callable[[Any, VirtError], "Awaitable[None] | None"]
 
 
 class ErrorSink(Protocol):
@@ -310,28 +330,33 @@ class ErrorSink(Protocol):
     _error_handler: tuple[ErrorHandler, Any] | None
 
 
-# The task's last error. The value carries the task it belongs to: a task started from another
-# copies its context, and must still start with no error of its own.
-_task_error: contextvars.ContextVar[tuple[int, VirtError] | None] = contextvars.ContextVar(
-    "aiovirt_last_error", default=None
+# The task's last error. The value carries (a weak reference to) the task it belongs to: a task
+# started from another copies its context, and must still start with no error of its own. A weak
+# reference rather than id(): a dead ancestor's id may be reused by a new task.
+_NO_TASK: Callable[[], object] = lambda: None  # noqa: E731 - owner mark: outside any task
+_task_error: contextvars.ContextVar[tuple[Callable[[], object], VirtError] | None] = (
+    contextvars.ContextVar("aiovirt_last_error", default=None)
 )
 _global_handler: tuple[ErrorHandler, Any] | None = None
 
 
-def _owner_key() -> int:
+def _current_task() -> object | None:
     try:
-        task = asyncio.current_task()
+        return asyncio.current_task()
     except RuntimeError:
-        task = None
-    return id(task) if task is not None else 0
+        return None
 
 
 def get_last_error() -> VirtError | None:
     """Return the last error raised in the current task (or thread outside asyncio), or None."""
     value = _task_error.get()
-    if value is None or value[0] != _owner_key():
+    if value is None:
         return None
-    return value[1]
+    owner, err = value
+    task = _current_task()
+    if owner is _NO_TASK:
+        return err if task is None else None
+    return err if task is not None and owner() is task else None
 
 
 def reset_last_error() -> None:
@@ -346,7 +371,8 @@ def copy_last_error() -> VirtError | None:
 
 
 def _store_task_error(err: VirtError) -> None:
-    _task_error.set((_owner_key(), err))
+    task = _current_task()
+    _task_error.set((_NO_TASK if task is None else weakref.ref(task), err))
 
 
 def set_error_handler(func: ErrorHandler | None, ctx: Any = None) -> None:
@@ -430,4 +456,4 @@ def reporting(
             await report(err, sink() if sink is not None else None)
             raise
 
-    return wrapper
+    return cast("Callable[Concatenate[_S, _P], Coroutine[Any, Any, _R]]", wrapper)

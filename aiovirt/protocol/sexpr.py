@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 
-SExpr: TypeAlias = Union[str, list["SExpr"]]
+SExpr: TypeAlias = str | list["SExpr"]
 
 __all__ = [
     "SExpr",

@@ -33,11 +33,11 @@ __all__ = [
     "XsOp",
     "XsWireError",
     "encode",
-    "error_payload",
     "errno_of",
+    "error_payload",
+    "format_perms",
     "join_strings",
     "parse_perms",
-    "format_perms",
     "split_strings",
     "validate_path",
 ]
