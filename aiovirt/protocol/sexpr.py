@@ -27,6 +27,7 @@ __all__ = [
     "SexprError",
     "dumps",
     "find_all",
+    "format_float",
     "lookup",
     "lookup_list",
     "parse",
@@ -70,13 +71,22 @@ _SIMPLE_ESCAPES = {
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.DOTALL)
 
 
+def _utf8(text: str) -> bytes:
+    # Text that came from bytes carries undecodable bytes as surrogate escapes; a lone surrogate
+    # from elsewhere is kept as its (invalid) UTF-8 form rather than crashing the reader.
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def _unescape(body: str) -> str:
     if "\\" not in body:
         return body
     out = bytearray()
     pos = 0
     for m in _ESCAPE.finditer(body):
-        out += body[pos:m.start()].encode("utf-8", "surrogateescape")
+        out += _utf8(body[pos:m.start()])
         esc = m.group(1)
         if esc[0] == "x" and len(esc) == 3:
             out.append(int(esc[1:], 16))
@@ -85,10 +95,13 @@ def _unescape(body: str) -> str:
         elif esc in _SIMPLE_ESCAPES:
             out.append(_SIMPLE_ESCAPES[esc])
         else:
-            out += ("\\" + esc).encode("utf-8", "surrogateescape")
+            out += _utf8("\\" + esc)
         pos = m.end()
-    out += body[pos:].encode("utf-8", "surrogateescape")
+    out += _utf8(body[pos:])
     return out.decode("utf-8", "surrogateescape")
+
+
+MAX_DEPTH = 200  # xend's deepest expressions nest 5 levels; this only stops hostile input
 
 
 def _values(text: str) -> Iterator[SExpr]:
@@ -105,6 +118,8 @@ def _values(text: str) -> Iterator[SExpr]:
         if kind == "atom":
             value: SExpr = m.group()
         elif kind == "open":
+            if len(stack) >= MAX_DEPTH:
+                raise SexprError(f"lists nested deeper than {MAX_DEPTH}", pos)
             stack.append([])
             opened.append(pos)
             pos = m.end()
@@ -192,7 +207,7 @@ def _quote(text: str) -> str:
         elif " " <= ch <= "~":
             out.append(ch)
         else:
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
+            out.extend(f"\\x{b:02x}" for b in _utf8(ch))
     out.append(quote)
     return "".join(out)
 

@@ -260,6 +260,9 @@ class PermAccess(IntEnum):
     BOTH = 3
 
 
+# strtol(..., 0) as the C daemon reads it: hex, octal with a leading 0, or decimal; ASCII only
+# and short (Python's int() would also take spaces, underscores and non-ASCII digits).
+_C_NUMBER = re.compile(r"(?:0[xX][0-9a-fA-F]{1,8}|0[0-7]{0,11}|[1-9][0-9]{0,9})\Z")
 _LETTER_TO_ACCESS = {"n": PermAccess.NONE, "r": PermAccess.READ, "w": PermAccess.WRITE,
                      "b": PermAccess.BOTH}
 _ACCESS_TO_LETTER = {v: k for k, v in _LETTER_TO_ACCESS.items()}
@@ -276,13 +279,19 @@ class Perm(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> Perm:
-        """Parse ``r5``-style text (domid in C's base-0 notation, as the daemon reads it)."""
+        """Return the entry for ``r5``-style text (domid in C's base-0 notation, as the daemon
+        reads it); raise :class:`XsWireError` for anything else."""
         if len(text) < 2 or text[0] not in _LETTER_TO_ACCESS:
             raise XsWireError(f"invalid xenstore permission {text!r}")
-        try:
-            domid = int(text[1:], 0)
-        except ValueError:
-            raise XsWireError(f"invalid domain id in xenstore permission {text!r}") from None
+        digits = text[1:]
+        if not _C_NUMBER.match(digits):
+            raise XsWireError(f"invalid domain id in xenstore permission {text!r}")
+        if digits[:2] in ("0x", "0X"):
+            domid = int(digits[2:], 16)
+        elif len(digits) > 1 and digits[0] == "0":
+            domid = int(digits, 8)
+        else:
+            domid = int(digits)
         if not 0 <= domid <= 0xFFFF:
             raise XsWireError(f"domain id out of range in xenstore permission {text!r}")
         return cls(domid, _LETTER_TO_ACCESS[text[0]])
