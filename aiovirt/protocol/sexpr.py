@@ -281,11 +281,21 @@ def find_all(expr: SExpr, head: str) -> list[list[SExpr]]:
     return list(_children(expr, head))
 
 
+_NUMBER = re.compile(r"[-+]?[0-9][0-9.]*\Z")
+
+
+def _is_field(expr: SExpr) -> bool:
+    # A sub-list reads as a named field unless its head is a number (``(cpumap (0 1 2))``).
+    return (isinstance(expr, list) and bool(expr) and isinstance(expr[0], str)
+            and not _NUMBER.match(expr[0]))
+
+
 def to_dict(expr: SExpr) -> dict[str, object]:
     """Turn a record ``(head (k v) (k2 (sub ...)) (k3))`` into ``{"k": "v", "k2": {...}, ...}``.
 
-    A key with no value maps to ``""``, one with several values to a list of them, a nested
-    record to a dict; a key that repeats maps to a list of its values in order.
+    A key with no value maps to ``""``, one with a single atom to that atom, one whose values
+    are all named fields to a nested dict, anything else to a list of plain values (atoms and
+    lists); a key that repeats maps to a list of its values in order.
     """
     if not isinstance(expr, list):
         raise TypeError("to_dict needs a list")
@@ -301,12 +311,10 @@ def to_dict(expr: SExpr) -> dict[str, object]:
             value = ""
         elif len(tail) == 1 and isinstance(tail[0], str):
             value = tail[0]
-        elif len(tail) == 1 and isinstance(tail[0], list) and tail[0] and isinstance(
-            tail[0][0], str
-        ):
-            value = {tail[0][0]: to_dict(tail[0])}
+        elif all(_is_field(t) for t in tail):
+            value = to_dict(item)
         else:
-            value = [t if isinstance(t, str) else _plain(t) for t in tail]
+            value = [_plain(t) for t in tail]
         if key in result:
             prev = result[key]
             if isinstance(prev, list) and key in repeated:
