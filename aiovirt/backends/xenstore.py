@@ -79,6 +79,7 @@ _UINT32 = 0x1_0000_0000
 # Paths already validated and encoded (``path\0``); bounded so odd workloads cannot grow it.
 _PATH_CACHE_MAX = 8192
 _REPLY_MAX = 65536
+_NEVER = float("inf")
 
 # Daemon errno names -> libvirt codes. Everything not listed is OPERATION_FAILED.
 _CODE_OF_ERRNO: dict[str, ErrorNumber] = {
@@ -187,6 +188,7 @@ class _Link(asyncio.Protocol):
         self.closed = False
         self.lost: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = _NEVER  # when `timer` fires
         self.error: XenStoreError | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -265,7 +267,10 @@ class _Link(asyncio.Protocol):
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
-        if self.timer is None:
+        if deadline < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = deadline
             self.timer = self.loop.call_at(deadline, self._expire)
         return fut
 
@@ -282,6 +287,7 @@ class _Link(asyncio.Protocol):
     def _expire(self) -> None:
         """Fail every request past its deadline; re-arm for the earliest one left."""
         self.timer = None
+        self.timer_at = _NEVER
         now = self.loop.time()
         earliest: float | None = None
         for req_id, entry in self.pending.items():
@@ -299,6 +305,7 @@ class _Link(asyncio.Protocol):
             elif earliest is None or entry.deadline < earliest:
                 earliest = entry.deadline
         if earliest is not None and not self.closed:
+            self.timer_at = earliest
             self.timer = self.loop.call_at(earliest, self._expire)
 
     def fail(self, error: XenStoreError, *, graceful: bool = False) -> None:
@@ -313,6 +320,7 @@ class _Link(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.timer_at = _NEVER
         self.out.clear()
         pending, self.pending = self.pending, {}
         for entry in pending.values():
@@ -594,11 +602,13 @@ def _end_orphan(link: _Link) -> Callable[[int, bytes], None]:
 class Watch:
     """The events of one watch: an async iterator of :class:`WatchEvent`, first the initial one.
 
-    Overflow policy: events wait in a bounded queue (``maxsize``). When an event arrives and
-    the queue is full, the whole backlog is dropped and replaced by a single event with
-    ``overflowed=True`` (path = the watched path): "you missed some changes, re-read
-    everything". So memory stays bounded, the reader never waits for a slow consumer, and no
-    event is ever lost without the consumer being told.
+    Overflow policy (coalesce): events wait in a bounded queue (``maxsize``). When an event
+    arrives and the queue is full, the whole backlog is dropped and replaced by one event with
+    ``overflowed=True`` and ``path`` = the watched path, meaning "changes were missed: re-read
+    everything under the watch". Until the consumer takes that event, later events fold into
+    it too (the re-read it asks for covers them). So memory stays bounded, the connection's
+    reader never waits for a slow consumer, and no event is lost without the consumer being
+    told. ``overflows`` counts the episodes.
 
     After a reconnect the watch is registered again and yields an event with
     ``reconnected=True``. Iteration ends when the watch or the client is closed; it raises
@@ -624,11 +634,13 @@ class Watch:
 
     def _deliver(self, event: WatchEvent) -> None:
         queue = self._queue
+        if queue and queue[0].overflowed:
+            return  # folded into the pending overflow event
         if len(queue) >= self.maxsize:
             queue.clear()
             self.overflows += 1
-            log.warning("xenstore watch %s (token %s): consumer fell behind, %d events "
-                        "coalesced into one overflow event", self.path, self.token,
+            log.warning("xenstore watch %s (token %s): the consumer fell behind by %d events; "
+                        "they are replaced by one overflow event", self.path, self.token,
                         self.maxsize)
             event = WatchEvent(self.path, self.token, overflowed=True)
         queue.append(event)

@@ -1,0 +1,133 @@
+"""Fixtures: a xenstore daemon (the simulated node's, or the real C xenstored) and a client.
+
+``daemon`` is parametrized over ``["sim", "real"]``: every test that uses it runs against both.
+A daemon can be killed and started again on the same socket path (the reconnect tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import aiovirt.xenstore as xenstore
+from tests.support.interop import require
+
+
+class Daemon:
+    """A xenstore daemon under test: ``path`` (read-write socket), ``ro_path`` (None if none)."""
+
+    kind: str
+    path: str
+    ro_path: str | None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def kill(self) -> None:
+        raise NotImplementedError
+
+    async def restart(self) -> None:
+        """Kill the daemon and start it again on the same socket path."""
+        await self.kill()
+        await self.start()
+
+
+class SimDaemon(Daemon):
+    """The simulated node's xenstored (``aiovirt.sim.xenstored.XenStored``) in this loop."""
+
+    kind = "sim"
+
+    def __init__(self, directory: str) -> None:
+        sim_store = pytest.importorskip("aiovirt.sim.store")
+        sim_xenstored = pytest.importorskip("aiovirt.sim.xenstored")
+        self._server_class: Any = sim_xenstored.XenStored
+        self.db: Any = sim_store.XenStoreDB()
+        self.path = f"{directory}/socket"
+        self.ro_path = f"{directory}/socket_ro"
+        self._server: Any = None
+
+    async def start(self) -> None:
+        self._server = self._server_class(self.db, self.path, self.ro_path)
+        await self._server.start()
+
+    async def kill(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.close()
+
+
+class RealDaemon(Daemon):
+    """Debian's C xenstored 4.17 under the tests' LD_PRELOAD stub, in a subprocess."""
+
+    kind = "real"
+
+    def __init__(self, directory: str) -> None:
+        from tests.support.real_xenstored import real_xenstored, real_xenstored_available
+
+        reason = real_xenstored_available()
+        require(reason is None, reason or "")
+        self._factory = real_xenstored
+        self._dir = directory
+        self.path = f"{directory}/socket"
+        self.ro_path = None  # 4.17 has no read-only socket
+        self._cm: contextlib.AbstractContextManager[str] | None = None
+
+    async def start(self) -> None:
+        cm = self._factory(self._dir, trace=False)
+        path = await asyncio.to_thread(cm.__enter__)
+        assert path == self.path, (path, self.path)
+        self._cm = cm
+
+    async def kill(self) -> None:
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[str]:
+    """Yield a short directory under /tmp (unix socket paths must stay under 108 bytes)."""
+    path = tempfile.mkdtemp(prefix="avxs")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["sim", "real"])
+async def daemon(request: pytest.FixtureRequest, short_dir: str) -> AsyncIterator[Daemon]:
+    """Yield a running xenstore daemon of each kind."""
+    d: Daemon = SimDaemon(short_dir) if request.param == "sim" else RealDaemon(short_dir)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.kill()
+
+
+@pytest.fixture
+async def xs(daemon: Daemon) -> AsyncIterator[xenstore.XenStoreClient]:
+    """Yield a client connected to ``daemon``, with a short default timeout."""
+    async with xenstore.connect(daemon.path, timeout=5.0) as client:
+        yield client
+
+
+@pytest.fixture
+def base() -> str:
+    """Return the subtree each test works under."""
+    return "/test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run against the real C xenstored as interop tests."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("daemon") == "real":
+            item.add_marker(pytest.mark.interop)
+
