@@ -1,0 +1,819 @@
+"""The simulated node's xenstore database, with the C daemon's (cxenstored 4.17) semantics.
+
+:class:`XenStoreDB` holds the tree (values, permission lists, children in creation order),
+the watches, the transactions and the set of introduced domains. Two kinds of callers use it:
+
+- in-process code of the simulated node, through the privileged synchronous API of contract 1
+  (:meth:`XenStoreDB.read`, :meth:`~XenStoreDB.write`, ...): every change fires watches exactly
+  as the same change made by a client would;
+- the socket server (``aiovirt.sim.xenstored``), which opens one :class:`Session` per client
+  connection with :meth:`XenStoreDB.connect` and calls the ``op_*`` methods with the session and
+  the transaction named by the request header.
+
+What is emulated from C 4.17 (facts in ``xenstore-wire.md``):
+
+- paths: relative paths resolve against ``/local/domain/<domid>`` (0 for sockets); WRITE and
+  MKDIR create missing ancestors (deepest first, each with its parent's perms); only the target
+  fires a watch; ``RM /`` is EINVAL; RM of a missing node is OK if its parent exists;
+- generations: one global counter, bumped by every modifying access, by TRANSACTION_START and
+  by each node a commit writes; DIRECTORY_PART reports the node's generation;
+- watches: initial event after the WATCH reply; a change to P fires watches on P and its
+  ancestors; RM fires one event per removed node, deepest first, descendants only to watches
+  set exactly on them; events are pushed to the session's sink synchronously, i.e. before the
+  reply of the request that caused them;
+- transactions are not snapshots: a node is read live at its first touch and privately after
+  that; at commit every node first touched by a read must still have the generation it had
+  (missing nodes must still be missing), else EAGAIN and nothing is applied; on success the
+  targets fire in first-touch order; ids are per session, 1, 2, ...;
+- permissions: entry 1 is owner + default; privileged sessions bypass checks; a missing node
+  under an ancestor the caller cannot read is EACCES, not ENOENT; new nodes copy the parent's
+  list and a guest creator becomes the owner; a guest may not change the owner (EPERM).
+
+Every domain id is taken to exist (as the real daemon under the test stub sees it), so perm
+entries are never marked ignored and quotas are not enforced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from aiovirt.protocol.xs_wire import (
+    DOMID_SELF,
+    PAYLOAD_MAX,
+    Perm,
+    PermAccess,
+    XsWireError,
+    validate_path,
+)
+
+__all__ = [
+    "NO_GENERATION",
+    "EventSink",
+    "Node",
+    "Session",
+    "StoreError",
+    "Transaction",
+    "Watch",
+    "XenStoreDB",
+]
+
+log = logging.getLogger(__name__)
+
+NO_GENERATION = -1
+SPECIAL_EVENTS = ("@introduceDomain", "@releaseDomain")
+_READ = 1
+_WRITE = 2
+_OWNER = 4
+_ALL = _READ | _WRITE | _OWNER
+_DOM0_ONLY = (Perm(0, PermAccess.NONE),)
+
+#: Called with (event path, token) for every event a session's watches produce.
+EventSink = Callable[[str, str], None]
+
+
+class StoreError(Exception):
+    """A request the daemon answers with an error; ``name`` is the errno name ("ENOENT")."""
+
+    def __init__(self, name: str, detail: str = "") -> None:
+        super().__init__(f"{name}: {detail}" if detail else name)
+        self.name = name
+        self.detail = detail
+
+
+class Node:
+    """One node: raw value, permission list (entry 1 = owner), children in creation order."""
+
+    __slots__ = ("children", "generation", "perms", "value")
+
+    def __init__(self, value: bytes, perms: tuple[Perm, ...], generation: int,
+                 children: dict[str, None] | None = None) -> None:
+        self.value = value
+        self.perms = perms
+        self.generation = generation
+        self.children: dict[str, None] = {} if children is None else children
+
+    def copy(self) -> Node:
+        """Return a private copy (the children dict is copied, names are shared)."""
+        return Node(self.value, self.perms, self.generation, dict(self.children))
+
+    def directory_payload(self) -> bytes:
+        """Return the DIRECTORY payload: each child name NUL-terminated."""
+        if not self.children:
+            return b""
+        return ("\0".join(self.children) + "\0").encode("utf-8", "surrogateescape")
+
+
+@dataclass(slots=True)
+class _Access:
+    """A node as a transaction sees it after its first touch."""
+
+    node: Node | None
+    check_generation: int | None  # None: first touched by a write, not checked at commit
+    modified: bool = False
+    fire: bool = False
+    exact: bool = False
+    old_perms: tuple[Perm, ...] | None = None
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One open C-style transaction of a session."""
+
+    id: int
+    session: Session
+    accessed: dict[str, _Access] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A registered watch: ``path`` is canonical (or an ``@`` name), ``strip`` is how many
+    leading characters of an event path to remove for a watch set with a relative path."""
+
+    path: str
+    token: str
+    strip: int
+    seq: int
+
+
+class Session:
+    """One client's state: identity, watches, open transactions, where its events go.
+
+    ``privileged`` sessions (every socket connection of the real daemon) bypass permission
+    checks. ``read_only`` sessions are refused every mutating op with EACCES (Xen 3.0's
+    ``socket_ro``).
+    """
+
+    __slots__ = ("_seq", "closed", "domid", "next_tx_id", "privileged", "read_only", "sink",
+                 "target", "transactions", "watches")
+
+    def __init__(self, seq: int, sink: EventSink | None, domid: int, privileged: bool,
+                 read_only: bool) -> None:
+        self._seq = seq
+        self.sink = sink
+        self.domid = domid
+        self.privileged = privileged
+        self.read_only = read_only
+        self.target: int | None = None
+        self.watches: dict[tuple[str, str], Watch] = {}
+        self.transactions: dict[int, Transaction] = {}
+        self.next_tx_id = 1
+        self.closed = False
+
+    @property
+    def seq(self) -> int:
+        """Return the session's creation number (events reach sessions in this order)."""
+        return self._seq
+
+    @property
+    def home(self) -> str:
+        """Return the domain path that relative paths are resolved against."""
+        return f"/local/domain/{self.domid}"
+
+    def set_identity(self, domid: int, *, privileged: bool) -> None:
+        """Act as domain ``domid`` from now on (tests use this to exercise guest permissions)."""
+        self.domid = domid
+        self.privileged = privileged
+
+
+def _parent(path: str) -> str:
+    cut = path.rfind("/")
+    return "/" if cut <= 0 else path[:cut]
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """Yield ``path`` and each ancestor up to ``/``."""
+    yield path
+    while path != "/":
+        path = _parent(path)
+        yield path
+
+
+def _atoi(text: str) -> int:
+    """Return C's atoi() of ``text`` truncated to 32 bits (as the daemon stores a domid)."""
+    s = text.lstrip(" \t\n\v\f\r")
+    sign = 1
+    if s[:1] in ("+", "-"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    digits = ""
+    for ch in s:
+        if not "0" <= ch <= "9":
+            break
+        digits += ch
+    value = sign * int(digits) if digits else 0
+    return value & 0xFFFFFFFF
+
+
+class XenStoreDB:
+    """The in-memory xenstore: tree, watches, transactions, introduced domains.
+
+    The synchronous methods without the ``op_`` prefix are the privileged in-process API
+    (contract 1); they raise :class:`StoreError` and fire watches like a client's request.
+    """
+
+    def __init__(self) -> None:
+        # Initial tree and generation counter as C 4.17 leaves them after start-up (obs).
+        self._nodes: dict[str, Node] = {
+            "/": Node(b"", _DOM0_ONLY, 1, {"tool": None}),
+            "/tool": Node(b"", _DOM0_ONLY, 2, {"xenstored": None}),
+            "/tool/xenstored": Node(b"", _DOM0_ONLY, 3),
+        }
+        self._generation = 4
+        self._session_seq = 0
+        self._watch_seq = 0
+        self._watch_index: dict[str, list[tuple[Session, Watch]]] = {}
+        self._sessions: dict[int, Session] = {}
+        self._introduced: set[int] = {0}
+        self._special_perms: dict[str, tuple[Perm, ...]] = dict.fromkeys(SPECIAL_EVENTS,
+                                                                         _DOM0_ONLY)
+        self._targets: dict[int, int] = {}
+        self._internal = self.connect(None)
+
+    # ------------------------------------------------------------------ sessions
+
+    def connect(self, sink: EventSink | None = None, *, domid: int = 0,
+                privileged: bool | None = None, read_only: bool = False) -> Session:
+        """Return a new session; ``sink`` receives its watch events (None drops them).
+
+        ``privileged`` defaults to ``domid == 0``.
+        """
+        self._session_seq += 1
+        session = Session(self._session_seq, sink, domid,
+                          domid == 0 if privileged is None else privileged, read_only)
+        self._sessions[session.seq] = session
+        return session
+
+    def disconnect(self, session: Session) -> None:
+        """Forget ``session``: its watches and open transactions go away."""
+        self._drop_watches(session)
+        session.transactions.clear()
+        session.closed = True
+        self._sessions.pop(session.seq, None)
+
+    @property
+    def generation(self) -> int:
+        """Return the next generation number the store will hand out."""
+        return self._generation
+
+    def _next_generation(self) -> int:
+        gen = self._generation
+        self._generation = gen + 1
+        return gen
+
+    # ------------------------------------------------------------------ path helpers
+
+    def canonical(self, session: Session, path: str) -> str:
+        """Return ``path`` made absolute for ``session``; raise EINVAL if it is not valid."""
+        if path[:1] != "/":
+            path = f"{session.home}/{path}"
+        if path in self._nodes:
+            return path
+        try:
+            validate_path(path, allow_relative=False)
+        except XsWireError as exc:
+            raise StoreError("EINVAL", exc.reason) from None
+        return path
+
+    # ------------------------------------------------------------------ permissions
+
+    def _perm(self, session: Session, perms: tuple[Perm, ...]) -> int:
+        if session.privileged:
+            return _ALL & ~_WRITE if session.read_only else _ALL
+        domid = session.domid
+        target = session.target
+        owner = perms[0].domid
+        if owner == domid or (target is not None and owner == target):
+            bits = _ALL
+        else:
+            bits = int(perms[0].access)
+            for entry in perms[1:]:
+                if entry.domid == domid or (target is not None and entry.domid == target):
+                    bits = int(entry.access)
+                    break
+        return bits & ~_WRITE if session.read_only else bits
+
+    def _denied_or_missing(self, session: Session, tx: Transaction | None, path: str) -> str:
+        """Return the errno for a missing ``path``: ENOENT if the caller may read its nearest
+        existing ancestor, else EACCES (existence must not leak)."""
+        if session.privileged:
+            return "ENOENT"
+        for ancestor in _ancestors(_parent(path)):
+            node = self._get(tx, ancestor)
+            if node is not None:
+                return "ENOENT" if self._perm(session, node.perms) & _READ else "EACCES"
+        return "ENOENT"
+
+    def _node_for(self, session: Session, tx: Transaction | None, path: str,
+                  need: int) -> Node:
+        node = self._get(tx, path)
+        if node is None:
+            raise StoreError(self._denied_or_missing(session, tx, path), path)
+        if need and (self._perm(session, node.perms) & need) != need:
+            raise StoreError("EACCES", path)
+        return node
+
+    # ------------------------------------------------------------------ node access
+
+    def _get(self, tx: Transaction | None, path: str) -> Node | None:
+        if tx is None:
+            return self._nodes.get(path)
+        acc = tx.accessed.get(path)
+        if acc is None:
+            live = self._nodes.get(path)
+            if live is None:
+                acc = _Access(None, NO_GENERATION)
+            else:
+                acc = _Access(live.copy(), live.generation)
+            tx.accessed[path] = acc
+        return acc.node
+
+    def _put(self, session: Session, tx: Transaction | None, path: str, node: Node,
+             *, fire: bool, old_perms: tuple[Perm, ...] | None = None) -> None:
+        node.generation = self._next_generation()
+        if tx is None:
+            self._nodes[path] = node
+            if fire:
+                self._fire(path, node.perms, old_perms)
+            return
+        acc = tx.accessed.get(path)
+        if acc is None:
+            acc = tx.accessed[path] = _Access(node, None)
+        acc.node = node
+        acc.modified = True
+        if fire:
+            acc.fire = True
+            acc.exact = False
+            if old_perms is not None and acc.old_perms is None:
+                acc.old_perms = old_perms
+
+    def _delete(self, tx: Transaction | None, path: str, old: Node, *, exact: bool) -> None:
+        self._next_generation()
+        if tx is None:
+            self._nodes.pop(path, None)
+            self._fire(path, old.perms, old.perms, exact=exact)
+            return
+        acc = tx.accessed.get(path)
+        if acc is None:
+            acc = tx.accessed[path] = _Access(None, None)
+        acc.node = None
+        acc.modified = True
+        acc.fire = True
+        acc.exact = exact
+        if acc.old_perms is None:
+            acc.old_perms = old.perms
+
+    # ------------------------------------------------------------------ events
+
+    def _fire(self, path: str, perms: tuple[Perm, ...] | None,
+              old_perms: tuple[Perm, ...] | None = None, *, exact: bool = False) -> None:
+        index = self._watch_index
+        if exact:
+            hits = list(index.get(path, ()))
+        else:
+            hits = []
+            for ancestor in _ancestors(path):
+                found = index.get(ancestor)
+                if found:
+                    hits.extend(found)
+        if not hits:
+            return
+        if len(hits) > 1:
+            hits.sort(key=lambda hit: (hit[0].seq, hit[1].seq))
+        for session, watch in hits:
+            sink = session.sink
+            if sink is None:
+                continue
+            if not session.privileged and not self._may_see(session, path, perms, old_perms):
+                continue
+            sink(path[watch.strip:] if watch.strip else path, watch.token)
+
+    def _may_see(self, session: Session, path: str, perms: tuple[Perm, ...] | None,
+                 old_perms: tuple[Perm, ...] | None) -> bool:
+        for candidate in (old_perms, perms):
+            if candidate is not None and self._perm(session, candidate) & _READ:
+                return True
+        node = self._nodes.get(path)
+        if node is not None and self._perm(session, node.perms) & _READ:
+            return True
+        parent = self._nodes.get(_parent(path)) if path != "/" else None
+        return parent is not None and bool(self._perm(session, parent.perms) & _READ)
+
+    def _fire_special(self, name: str) -> None:
+        perms = self._special_perms.get(name, _DOM0_ONLY)
+        for session, watch in sorted(self._watch_index.get(name, ()),
+                                     key=lambda hit: (hit[0].seq, hit[1].seq)):
+            if session.sink is None:
+                continue
+            if not session.privileged and not self._perm(session, perms) & _READ:
+                continue
+            session.sink(name, watch.token)
+
+    def _drop_watches(self, session: Session) -> None:
+        for watch in session.watches.values():
+            entries = self._watch_index.get(watch.path)
+            if entries:
+                entries[:] = [e for e in entries if e[0] is not session]
+                if not entries:
+                    del self._watch_index[watch.path]
+        session.watches.clear()
+
+    # ------------------------------------------------------------------ session ops
+
+    def transaction(self, session: Session, tx_id: int) -> Transaction | None:
+        """Return the transaction a request header names (None for 0); ENOENT if unknown."""
+        if not tx_id:
+            return None
+        tx = session.transactions.get(tx_id)
+        if tx is None:
+            raise StoreError("ENOENT", f"no transaction {tx_id}")
+        return tx
+
+    def op_read(self, session: Session, tx: Transaction | None, path: str) -> bytes:
+        """Return the value of ``path``."""
+        path = self.canonical(session, path)
+        return self._node_for(session, tx, path, _READ).value
+
+    def op_directory(self, session: Session, tx: Transaction | None, path: str) -> bytes:
+        """Return the DIRECTORY payload of ``path`` (E2BIG if over the payload limit)."""
+        path = self.canonical(session, path)
+        payload = self._node_for(session, tx, path, _READ).directory_payload()
+        if len(payload) > PAYLOAD_MAX:
+            raise StoreError("E2BIG", f"directory of {path} is {len(payload)} bytes")
+        return payload
+
+    def op_directory_part(self, session: Session, tx: Transaction | None, path: str,
+                          offset_text: str) -> bytes:
+        """Return ``gen\\0`` and the child names from byte ``offset`` (C's DIRECTORY_PART)."""
+        path = self.canonical(session, path)
+        node = self._node_for(session, tx, path, _READ)
+        names = node.directory_payload()
+        offset = _atoi(offset_text)
+        gen = f"{node.generation}".encode() + b"\0"
+        if offset >= len(names):
+            return gen + b"\0"
+        limit = PAYLOAD_MAX - len(gen) - 1
+        end = offset
+        while end < len(names):
+            stop = names.index(b"\0", end) + 1
+            if stop - offset > limit:
+                break
+            end = stop
+        chunk = names[offset:end]
+        if end == len(names):
+            chunk += b"\0"
+        return gen + chunk
+
+    def op_get_perms(self, session: Session, tx: Transaction | None, path: str) -> bytes:
+        """Return the GET_PERMS payload of ``path``."""
+        if path[:1] == "@":
+            raise StoreError("EINVAL", f"GET_PERMS of special name {path}")
+        path = self.canonical(session, path)
+        node = self._node_for(session, tx, path, _READ)
+        return "".join(f"{p}\0" for p in node.perms).encode()
+
+    def op_write(self, session: Session, tx: Transaction | None, path: str,
+                 value: bytes) -> None:
+        """Set the value of ``path``, creating it and its missing ancestors."""
+        path = self.canonical(session, path)
+        node = self._get(tx, path)
+        if node is None:
+            self._create(session, tx, path, value)
+            return
+        if not self._perm(session, node.perms) & _WRITE:
+            raise StoreError("EACCES", path)
+        node.value = value
+        self._put(session, tx, path, node, fire=True)
+
+    def op_mkdir(self, session: Session, tx: Transaction | None, path: str) -> None:
+        """Create ``path`` (and ancestors) with an empty value; an existing node is left alone."""
+        path = self.canonical(session, path)
+        node = self._get(tx, path)
+        if node is None:
+            self._create(session, tx, path, b"")
+        elif not self._perm(session, node.perms) & _WRITE:
+            raise StoreError("EACCES", path)
+
+    def _create(self, session: Session, tx: Transaction | None, path: str,
+                value: bytes) -> None:
+        missing = [path]
+        current = _parent(path)
+        while True:
+            parent = self._get(tx, current)
+            if parent is not None:
+                break
+            missing.append(current)
+            current = _parent(current)
+        bits = self._perm(session, parent.perms)
+        if not bits & _READ:
+            raise StoreError("EACCES", path)
+        if not bits & _WRITE:
+            raise StoreError("EACCES", path)
+        perms = parent.perms
+        if not session.privileged:
+            perms = (Perm(session.domid, perms[0].access), *perms[1:])
+        # Build top-down, write bottom-up as C does (the deepest node gets the lowest gen).
+        created: list[tuple[str, Node]] = []
+        for name in reversed(missing):
+            node = Node(value if name == path else b"", perms, 0)
+            if created:
+                created[-1][1].children[name.rsplit("/", 1)[1]] = None
+            created.append((name, node))
+        for name, node in reversed(created):
+            self._put(session, tx, name, node, fire=name == path)
+        top = missing[-1]
+        parent.children[top.rsplit("/", 1)[1]] = None
+        self._put(session, tx, current, parent, fire=False)
+
+    def op_rm(self, session: Session, tx: Transaction | None, path: str) -> None:
+        """Remove ``path`` and its whole subtree (OK if missing but its parent exists)."""
+        path = self.canonical(session, path)
+        node = self._get(tx, path)
+        if node is None:
+            err = self._denied_or_missing(session, tx, path)
+            if err != "ENOENT":
+                raise StoreError(err, path)
+            if path != "/" and self._get(tx, _parent(path)) is not None:
+                return
+            raise StoreError("ENOENT", path)
+        if not self._perm(session, node.perms) & _WRITE:
+            raise StoreError("EACCES", path)
+        if path == "/":
+            raise StoreError("EINVAL", "cannot remove /")
+        parent_path = _parent(path)
+        parent = self._get(tx, parent_path)
+        assert parent is not None
+        self._remove_tree(tx, path, node, exact=False)
+        parent.children.pop(path.rsplit("/", 1)[1], None)
+        self._put(session, tx, parent_path, parent, fire=False)
+
+    def _remove_tree(self, tx: Transaction | None, path: str, node: Node, *,
+                     exact: bool) -> None:
+        prefix = "" if path == "/" else path
+        for name in list(node.children):
+            child_path = f"{prefix}/{name}"
+            child = self._get(tx, child_path)
+            if child is not None:
+                self._remove_tree(tx, child_path, child, exact=True)
+        self._delete(tx, path, node, exact=exact)
+
+    def op_set_perms(self, session: Session, tx: Transaction | None, path: str,
+                     perms: tuple[Perm, ...]) -> None:
+        """Replace the permission list of ``path`` (or of a special event name)."""
+        if path[:1] == "@":
+            if path not in SPECIAL_EVENTS:
+                raise StoreError("EINVAL", f"SET_PERMS of unknown special name {path}")
+            current = self._special_perms[path]
+            if (self._perm(session, current) & (_WRITE | _OWNER)) != (_WRITE | _OWNER):
+                raise StoreError("EACCES", path)
+            self._special_perms[path] = perms
+            return
+        path = self.canonical(session, path)
+        node = self._node_for(session, tx, path, _WRITE | _OWNER)
+        if not session.privileged and perms[0].domid != node.perms[0].domid:
+            raise StoreError("EPERM", f"{path}: a guest may not change the owner")
+        old = node.perms
+        node.perms = perms
+        self._put(session, tx, path, node, fire=True, old_perms=old)
+
+    def op_watch(self, session: Session, path: str, token: str) -> Callable[[], None]:
+        """Register a watch; return the callable that sends its initial event (call it after
+        the WATCH reply is queued)."""
+        original = path
+        strip = 0
+        if path[:1] == "@":
+            if len(path) > 2048:
+                raise StoreError("EINVAL", "special watch name too long")
+        else:
+            if path[:1] != "/":
+                strip = len(session.home) + 1
+            path = self.canonical(session, path)
+        key = (path, token)
+        if key in session.watches:
+            raise StoreError("EEXIST", f"watch {path} {token}")
+        self._watch_seq += 1
+        watch = Watch(path, token, strip, self._watch_seq)
+        session.watches[key] = watch
+        self._watch_index.setdefault(path, []).append((session, watch))
+
+        def initial_event() -> None:
+            if session.sink is not None and not session.closed:
+                session.sink(original, token)
+
+        return initial_event
+
+    def op_unwatch(self, session: Session, path: str, token: str) -> None:
+        """Remove the watch with this path (made canonical) and token; ENOENT if none."""
+        if path[:1] != "@":
+            path = self.canonical(session, path)
+        watch = session.watches.pop((path, token), None)
+        if watch is None:
+            raise StoreError("ENOENT", f"no watch {path} {token}")
+        entries = self._watch_index[path]
+        entries[:] = [e for e in entries if e[1] is not watch]
+        if not entries:
+            del self._watch_index[path]
+
+    def op_reset_watches(self, session: Session) -> None:
+        """Drop every watch and transaction of ``session``."""
+        self._drop_watches(session)
+        session.transactions.clear()
+
+    def op_transaction_start(self, session: Session, tx: Transaction | None) -> int:
+        """Open a transaction and return its id (EBUSY inside a transaction)."""
+        if tx is not None:
+            raise StoreError("EBUSY", "nested transaction")
+        self._next_generation()
+        tx_id = session.next_tx_id
+        while tx_id == 0 or tx_id in session.transactions:
+            tx_id = (tx_id + 1) & 0xFFFFFFFF
+        session.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
+        session.transactions[tx_id] = Transaction(tx_id, session)
+        return tx_id
+
+    def op_transaction_end(self, session: Session, tx: Transaction | None,
+                           commit: bool) -> None:
+        """End ``tx``: abort, or commit (EAGAIN if anything it read has changed since)."""
+        if tx is None:
+            raise StoreError("ENOENT", "TRANSACTION_END outside a transaction")
+        session.transactions.pop(tx.id, None)
+        if not commit:
+            return
+        nodes = self._nodes
+        for path, acc in tx.accessed.items():
+            if acc.check_generation is None:
+                continue
+            live = nodes.get(path)
+            if (NO_GENERATION if live is None else live.generation) != acc.check_generation:
+                raise StoreError("EAGAIN", f"{path} changed during transaction {tx.id}")
+        fired: list[tuple[str, _Access]] = []
+        for path, acc in tx.accessed.items():
+            if not acc.modified:
+                continue
+            if acc.node is None:
+                nodes.pop(path, None)
+            else:
+                acc.node.generation = self._next_generation()
+                nodes[path] = acc.node
+            if acc.fire:
+                fired.append((path, acc))
+        for path, acc in fired:
+            perms = acc.node.perms if acc.node is not None else None
+            self._fire(path, perms, acc.old_perms, exact=acc.exact)
+
+    def op_get_domain_path(self, text: str) -> bytes:
+        """Return ``/local/domain/<atoi(text)>\\0`` (not validated, as C does)."""
+        return f"/local/domain/{_atoi(text)}\0".encode()
+
+    def _require_privileged(self, session: Session) -> None:
+        if not session.privileged or session.read_only:
+            raise StoreError("EACCES", "privileged operation")
+
+    def op_is_domain_introduced(self, session: Session, text: str) -> bool:
+        """Return whether domain ``atoi(text)`` is introduced (DOMID_SELF always is)."""
+        self._require_privileged(session)
+        domid = _atoi(text)
+        return domid == DOMID_SELF or domid in self._introduced
+
+    def op_introduce(self, session: Session, domid_text: str, evtchn_text: str) -> None:
+        """INTRODUCE a domain (the ring is not simulated): fires @introduceDomain once."""
+        self._require_privileged(session)
+        evtchn = _atoi(evtchn_text)
+        if evtchn == 0 or evtchn & 0x80000000:
+            raise StoreError("EINVAL", "event channel must be > 0")
+        domid = _atoi(domid_text)
+        self.introduce_domain(domid)
+
+    def op_release(self, session: Session, domid_text: str) -> None:
+        """RELEASE a domain: its nodes go, then @releaseDomain fires."""
+        self._require_privileged(session)
+        self.release_domain(_atoi(domid_text))
+
+    def op_resume(self, session: Session, domid_text: str) -> None:
+        """RESUME a domain (re-arms its shutdown event; nothing else to do here)."""
+        self._require_privileged(session)
+        domid = _atoi(domid_text)
+        if domid == 0:
+            raise StoreError("EINVAL", "cannot resume domain 0")
+        if domid not in self._introduced:
+            raise StoreError("ENOENT", f"domain {domid} is not introduced")
+
+    def op_set_target(self, session: Session, domid_text: str, target_text: str) -> None:
+        """SET_TARGET: domain d gets owner rights on target t's nodes."""
+        self._require_privileged(session)
+        domid, target = _atoi(domid_text), _atoi(target_text)
+        if domid not in self._introduced or target not in self._introduced:
+            raise StoreError("ENOENT", "domain not introduced")
+        self._targets[domid] = target
+        for s in self._sessions.values():
+            if s.domid == domid and not s.privileged:
+                s.target = target
+
+    def target_of(self, domid: int) -> int | None:
+        """Return the SET_TARGET target of ``domid``, if any."""
+        return self._targets.get(domid)
+
+    # ------------------------------------------------------------------ in-process API
+
+    def read(self, path: str) -> bytes:
+        """Return the value of ``path`` (privileged)."""
+        return self.op_read(self._internal, None, path)
+
+    def write(self, path: str, value: bytes | str) -> None:
+        """Set ``path`` to ``value``, creating ancestors; fires watches (privileged)."""
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        self.op_write(self._internal, None, path, value)
+
+    def mkdir(self, path: str) -> None:
+        """Create ``path`` with an empty value if it does not exist (privileged)."""
+        self.op_mkdir(self._internal, None, path)
+
+    def rm(self, path: str) -> None:
+        """Remove ``path`` and its subtree; fires one event per removed node (privileged)."""
+        self.op_rm(self._internal, None, path)
+
+    def directory(self, path: str) -> list[str]:
+        """Return the child names of ``path`` in creation order (privileged)."""
+        node = self._node_for(self._internal, None, self.canonical(self._internal, path), 0)
+        return list(node.children)
+
+    def exists(self, path: str) -> bool:
+        """Return whether ``path`` is a node."""
+        try:
+            return self.canonical(self._internal, path) in self._nodes
+        except StoreError:
+            return False
+
+    def get_perms(self, path: str) -> list[Perm]:
+        """Return the permission list of ``path`` (entry 1 = owner and default)."""
+        node = self._node_for(self._internal, None, self.canonical(self._internal, path), 0)
+        return list(node.perms)
+
+    def set_perms(self, path: str, perms: Iterable[Perm]) -> None:
+        """Replace the permission list of ``path``; fires watches (privileged)."""
+        entries = tuple(perms)
+        if not entries:
+            raise StoreError("EINVAL", "a permission list needs the owner entry")
+        self.op_set_perms(self._internal, None, path, entries)
+
+    def introduce_domain(self, domid: int) -> None:
+        """Mark ``domid`` introduced; fires @introduceDomain the first time (never for 0)."""
+        if domid in self._introduced:
+            return
+        self._introduced.add(domid)
+        self._fire_special("@introduceDomain")
+
+    def is_introduced(self, domid: int) -> bool:
+        """Return whether ``domid`` is introduced."""
+        return domid in self._introduced
+
+    def release_domain(self, domid: int, *, remove_owned_nodes: bool = True) -> None:
+        """Forget ``domid``: remove the nodes it owns (as C does unless ``-K``) with their
+        events, then fire @releaseDomain. EINVAL for 0, ENOENT if not introduced."""
+        if domid == 0:
+            raise StoreError("EINVAL", "cannot release domain 0")
+        if domid not in self._introduced:
+            raise StoreError("ENOENT", f"domain {domid} is not introduced")
+        self._introduced.discard(domid)
+        self._targets.pop(domid, None)
+        if remove_owned_nodes:
+            owned = self._owned_roots(domid)
+            for path in owned:
+                if path in self._nodes:
+                    self.op_rm(self._internal, None, path)
+        self._fire_special("@releaseDomain")
+
+    def _owned_roots(self, domid: int) -> list[str]:
+        roots: list[str] = []
+
+        def walk(path: str) -> None:
+            node = self._nodes.get(path)
+            if node is None:
+                return
+            if path != "/" and node.perms[0].domid == domid:
+                roots.append(path)
+                return
+            prefix = "" if path == "/" else path
+            for name in node.children:
+                walk(f"{prefix}/{name}")
+
+        walk("/")
+        return roots
+
+    def fire_special(self, name: str) -> None:
+        """Fire a special watch (``@releaseDomain`` when a domain shuts down, for example)."""
+        if name[:1] != "@":
+            raise StoreError("EINVAL", f"{name} is not a special name")
+        self._fire_special(name)
+
+    def walk(self, path: str = "/") -> Iterator[tuple[str, Node]]:
+        """Yield (path, node) for ``path`` and every descendant, depth first, in order."""
+        node = self._nodes.get(path)
+        if node is None:
+            return
+        yield path, node
+        prefix = "" if path == "/" else path
+        for name in list(node.children):
+            yield from self.walk(f"{prefix}/{name}")
