@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -89,6 +90,7 @@ class PrivcmdServer:
         self.stats: Counter[PrivcmdOp] = Counter()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._inode: tuple[int, int] | None = None
         self._ops: dict[int, Callable[[int, int, int], tuple[int, bytes]]] = {
             PrivcmdOp.GETDOMAININFOLIST: self._getdomaininfolist,
             PrivcmdOp.PAUSEDOMAIN: self._pause,
@@ -107,12 +109,15 @@ class PrivcmdServer:
         await self.close()
 
     async def start(self) -> None:
-        """Listen on :attr:`path` (a stale socket file there is replaced)."""
+        """Listen on :attr:`path` (a stale socket there is replaced; any other file is kept)."""
         if self._server is not None:
             return
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+        st = os.lstat(self.path)
+        self._inode = (st.st_dev, st.st_ino)
         log.debug("privcmd endpoint listening on %s", self.path)
 
     async def close(self) -> None:
@@ -126,8 +131,11 @@ class PrivcmdServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+        # Remove the socket file only if it is still ours (not a successor's).
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._inode:
+                os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
