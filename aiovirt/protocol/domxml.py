@@ -338,7 +338,8 @@ def _parse_interface(el: etree._Element) -> InterfaceConfig:
 # ---------------------------------------------------------------------------------------------
 # DomainConfig -> xend's creation S-expression
 
-_ROOT_IN_CMDLINE = re.compile(r"(?:^|\s)root(?:\s*=\s*|\s+)(\S+)")
+# Only the kernel's own syntax: 0.0.6 also took "root /dev/x", which the kernel ignores.
+_ROOT_IN_CMDLINE = re.compile(r"(?:^|\s)root=(\S+)")
 
 
 def root_device(cfg: DomainConfig) -> str | None:
