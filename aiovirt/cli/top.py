@@ -1,0 +1,265 @@
+"""``aiovirsh top``: a live dashboard of every domain, drawn with rich.
+
+Each refresh reads every domain's ``info()`` at once (the hypervisor backend answers them all
+with one hypercall), turns the CPU-time deltas into CPU %, sorts, and draws only the rows the
+terminal can show, so a frame costs the same for 50 domains as for 5,000. ``--once`` takes two
+samples ``--interval`` apart (CPU % needs a delta) and prints every domain as plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from aiovirt.cli.format import format_cpu_time, state_name, table, to_json
+from aiovirt.errors import ErrorNumber, VirtError
+from aiovirt.protocol.states import DomainState
+
+if TYPE_CHECKING:
+    from aiovirt.connection import Connection
+    from aiovirt.domain import Domain, DomainInfo
+
+__all__ = ["SORT_KEYS", "DomainRow", "TopModel", "build_frame", "collect", "run_top",
+           "sort_rows", "text_snapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRow:
+    """One line of the dashboard."""
+
+    id: int
+    name: str
+    state: DomainState
+    vcpus: int
+    memory: int  # KiB
+    max_mem: int  # KiB
+    cpu_time: int  # ns
+    cpu_percent: float | None  # None until two samples exist
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the row as a JSON-ready dict."""
+        return {"id": self.id, "name": self.name, "state": state_name(self.state),
+                "vcpus": self.vcpus, "memory_kib": self.memory, "max_memory_kib": self.max_mem,
+                "cpu_time_ns": self.cpu_time,
+                "cpu_percent": None if self.cpu_percent is None else round(self.cpu_percent, 1)}
+
+
+SORT_KEYS: dict[str, Any] = {
+    "id": lambda r: r.id,
+    "name": lambda r: r.name,
+    "state": lambda r: (int(r.state), r.id),
+    "cpu": lambda r: (-(r.cpu_percent or 0.0), r.id),
+    "mem": lambda r: (-r.memory, r.id),
+    "vcpus": lambda r: (-r.vcpus, r.id),
+    "time": lambda r: (-r.cpu_time, r.id),
+}
+# Key presses in the live view.
+_KEYS = {"i": "id", "n": "name", "s": "state", "c": "cpu", "m": "mem", "v": "vcpus", "t": "time"}
+
+
+class TopModel:
+    """Turns successive samples into rows with CPU % from the cpu_time deltas."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[int, str], tuple[int, float]] = {}
+
+    def update(self, samples: Sequence[tuple[Domain, DomainInfo]], now: float) -> list[DomainRow]:
+        """Return the rows for ``samples`` taken at ``now`` (a monotonic time, seconds)."""
+        last = self._last
+        fresh: dict[tuple[int, str], tuple[int, float]] = {}
+        rows = []
+        for dom, info in samples:
+            key = (dom.id, dom.name)
+            cpu_time = info.cpu_time
+            fresh[key] = (cpu_time, now)
+            before = last.get(key)
+            percent = None
+            if before is not None and now > before[1]:
+                percent = max(0.0, (cpu_time - before[0]) / ((now - before[1]) * 1e7))
+            rows.append(DomainRow(dom.id, dom.name, info.state, info.nr_virt_cpu, info.memory,
+                                  info.max_mem, cpu_time, percent))
+        self._last = fresh
+        return rows
+
+
+def sort_rows(rows: list[DomainRow], key: str, reverse: bool = False) -> list[DomainRow]:
+    """Return ``rows`` sorted by ``key`` (one of :data:`SORT_KEYS`)."""
+    return sorted(rows, key=SORT_KEYS[key], reverse=reverse)
+
+
+async def collect(conn: Connection) -> list[tuple[Domain, DomainInfo]]:
+    """Return ``(domain, info)`` for every domain, read concurrently; vanished ones skipped."""
+    domains = await conn.list_domains()
+    results = await asyncio.gather(*(d.info() for d in domains), return_exceptions=True)
+    samples = []
+    for dom, result in zip(domains, results, strict=True):
+        if isinstance(result, BaseException):
+            if isinstance(result, VirtError) and result.code == ErrorNumber.NO_DOMAIN:
+                continue
+            raise result
+        samples.append((dom, result))
+    return samples
+
+
+def _summary(rows: Sequence[DomainRow]) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        word = state_name(row.state)
+        counts[word] = counts.get(word, 0) + 1
+    parts = ", ".join(f"{n} {word}" for word, n in sorted(counts.items(), key=lambda p: -p[1]))
+    total_mem = sum(r.memory for r in rows)
+    total_cpu = sum(r.cpu_percent or 0.0 for r in rows)
+    return (f"{len(rows)} domains ({parts})   memory {total_mem // 1024} MiB   "
+            f"CPU {total_cpu:.1f}%")
+
+
+_STATE_STYLE = {
+    DomainState.RUNNING: "green", DomainState.BLOCKED: "green", DomainState.PAUSED: "yellow",
+    DomainState.SHUTDOWN: "magenta", DomainState.SHUTOFF: "dim", DomainState.CRASHED: "bold red",
+}
+
+
+def build_frame(rows: Sequence[DomainRow], *, uri: str, sort: str, reverse: bool,
+                interval: float, height: int, clock: str | None = None) -> Group:
+    """Return one dashboard frame: a header and as many sorted rows as fit in ``height``."""
+    ordered = sort_rows(list(rows), sort, reverse)
+    visible = max(1, height - 6)
+    header = Text.assemble(
+        ("aiovirsh top", "bold"), f"  {uri}  ",
+        clock or time.strftime("%H:%M:%S"), f"  every {interval:g}s  sort: {sort}",
+        " (reversed)" if reverse else "",
+    )
+    grid = Table(box=None, expand=True, pad_edge=False, show_edge=False, header_style="bold")
+    grid.add_column("ID", justify="right", no_wrap=True)
+    grid.add_column("NAME", no_wrap=True, overflow="ellipsis", ratio=1)
+    grid.add_column("STATE", no_wrap=True)
+    grid.add_column("VCPUS", justify="right", no_wrap=True)
+    grid.add_column("MEM(MiB)", justify="right", no_wrap=True)
+    grid.add_column("MAXMEM(MiB)", justify="right", no_wrap=True)
+    grid.add_column("CPU%", justify="right", no_wrap=True)
+    grid.add_column("CPU TIME", justify="right", no_wrap=True)
+    for row in ordered[:visible]:
+        grid.add_row(
+            str(row.id), row.name,
+            Text(state_name(row.state), style=_STATE_STYLE.get(row.state, "")),
+            str(row.vcpus), str(row.memory // 1024), str(row.max_mem // 1024),
+            "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}",
+            format_cpu_time(row.cpu_time),
+        )
+    hidden = len(ordered) - min(len(ordered), visible)
+    footer = Text(
+        f"{_summary(rows)}" + (f"   ({hidden} more below)" if hidden else "")
+        + "\nkeys: c cpu  m mem  n name  i id  s state  v vcpus  t time  r reverse  q quit",
+        style="dim",
+    )
+    return Group(header, grid, footer)
+
+
+def text_snapshot(rows: Sequence[DomainRow], sort: str, reverse: bool) -> str:
+    """Return every row as a plain aligned table (``top --once``)."""
+    ordered = sort_rows(list(rows), sort, reverse)
+    body = table(
+        ("Id", "Name", "State", "VCPUs", "Memory(KiB)", "MaxMem(KiB)", "CPU%", "CPU time"),
+        ((r.id, r.name, state_name(r.state), r.vcpus, r.memory, r.max_mem,
+          "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}", format_cpu_time(r.cpu_time))
+         for r in ordered),
+        right=(True, False, False, True, True, True, True, True),
+    )
+    return body + "\n\n" + _summary(rows)
+
+
+async def _sample(conn: Connection, model: TopModel) -> list[DomainRow]:
+    samples = await collect(conn)
+    return model.update(samples, time.monotonic())
+
+
+async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) -> None:
+    """Run the dashboard (or print one snapshot with ``--once``)."""
+    if args.interval <= 0:
+        raise VirtError(ErrorNumber.INVALID_ARG,
+                        info=f"--interval must be more than 0, not {args.interval}")
+    model = TopModel()
+    uri = args.connect or "xen:///"
+    if args.once:
+        await _sample(conn, model)
+        await asyncio.sleep(args.interval)
+        rows = await _sample(conn, model)
+        if as_json:
+            ordered = sort_rows(rows, args.sort, args.reverse)
+            print(to_json({"domains": [r.as_dict() for r in ordered],
+                           "summary": _summary(rows)}), flush=True)
+        else:
+            print(text_snapshot(rows, args.sort, args.reverse), flush=True)
+        return
+    await _live(conn, args, model, uri)
+
+
+async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri: str) -> None:
+    console = Console()
+    sort, reverse = args.sort, args.reverse
+    keys: asyncio.Queue[str] = asyncio.Queue()
+    refreshes = 0
+    with _keyboard(keys), Live(console=console, screen=True, auto_refresh=False,
+                               redirect_stdout=False, redirect_stderr=False) as live:
+        rows: list[DomainRow] = []
+        next_sample = 0.0
+        while args.iterations is None or refreshes < args.iterations:
+            now = time.monotonic()
+            if now >= next_sample:
+                rows = await _sample(conn, model)
+                next_sample = now + args.interval
+                refreshes += 1
+            live.update(build_frame(rows, uri=uri, sort=sort, reverse=reverse,
+                                    interval=args.interval, height=console.size.height),
+                        refresh=True)
+            if args.iterations is not None and refreshes >= args.iterations:
+                break
+            try:
+                key = await asyncio.wait_for(keys.get(), max(0.0, next_sample - time.monotonic()))
+            except TimeoutError:
+                continue
+            if key in ("q", "\x03"):
+                break
+            if key == "r":
+                reverse = not reverse
+            elif key in _KEYS:
+                sort = _KEYS[key]
+
+
+@contextlib.contextmanager
+def _keyboard(queue: asyncio.Queue[str]) -> Iterator[None]:
+    """Feed single key presses from a terminal stdin into ``queue`` (no-op otherwise)."""
+    if not sys.stdin.isatty():
+        yield
+        return
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        with contextlib.suppress(OSError):
+            for ch in os.read(fd, 32).decode(errors="ignore"):
+                queue.put_nowait(ch.lower())
+
+    try:
+        tty.setcbreak(fd)
+        loop.add_reader(fd, readable)
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
