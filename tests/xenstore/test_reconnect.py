@@ -106,8 +106,12 @@ async def test_transaction_in_flight_fails_and_never_half_applies(daemon: Daemon
 
 async def test_calls_wait_for_the_reconnection(daemon: Daemon, base: str) -> None:
     async with xenstore.connect(daemon.path, reconnect=True, timeout=WAIT) as xs:
+        await xs.read("/")  # the daemon has accepted us
+        link = xs._link
+        assert link is not None
         await daemon.kill()
-        await asyncio.sleep(0)  # the loss is noticed on the next loop turn
+        async with asyncio.timeout(WAIT):
+            await asyncio.shield(link.lost)  # the client has noticed
         call = asyncio.create_task(xs.write(f"{base}/late", "1"))
         await asyncio.sleep(0.05)
         assert not call.done()
@@ -119,6 +123,7 @@ async def test_calls_wait_for_the_reconnection(daemon: Daemon, base: str) -> Non
 
 async def test_close_during_reconnection_does_not_hang(daemon: Daemon) -> None:
     xs = await xenstore.connect(daemon.path, reconnect=True, timeout=WAIT)
+    await xs.read("/")
     await daemon.kill()
     pending = asyncio.create_task(xs.read("/"))
     await asyncio.sleep(0.02)
