@@ -174,8 +174,9 @@ class HypercallExecutor:
         """Return ``func(*args)`` run in a worker thread, in the caller's context.
 
         An exception of ``func`` is raised here, in the calling task. Raises ``TimeoutError``
-        after :attr:`timeout` seconds (the thread finishes in the background, keeping its slot)
-        and ``RuntimeError`` once closed. Cancelling the caller abandons the result only.
+        after :attr:`timeout` seconds, counted from the submission, and ``RuntimeError`` once
+        closed. When the caller times out or is cancelled, a call still queued for a thread is
+        dropped (it never runs); a running one finishes in the background, keeping its slot.
         """
         if self._closed:
             raise RuntimeError("the hypercall executor is closed")
@@ -185,10 +186,13 @@ class HypercallExecutor:
         self._pending.add(cfut)
         cfut.add_done_callback(self._pending.discard)
         afut = asyncio.wrap_future(cfut)
-        if self.timeout is None:
-            return await asyncio.shield(afut)
-        async with asyncio.timeout(self.timeout):
-            return await asyncio.shield(afut)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.shield(afut)
+        except BaseException:
+            # A call still waiting for a thread never runs once its caller gave up on it.
+            cfut.cancel()
+            raise
 
     async def close(self) -> None:
         """Refuse new calls, wait for the running ones and join every worker thread."""

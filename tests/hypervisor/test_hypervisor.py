@@ -212,9 +212,13 @@ async def test_call_over_its_timeout_fails_and_keeps_its_slot(server: PrivcmdSer
         assert info.value.code == ErrorNumber.OPERATION_TIMEOUT
         assert "PAUSEDOMAIN for domain 1" in str(info.value)
         assert driver.running == 1  # the thread is still in its call
+        with pytest.raises(VirtError) as info:
+            await hv.pause(2)  # times out while queued behind the first call
+        assert info.value.code == ErrorNumber.OPERATION_TIMEOUT
     finally:
         await hv.close()
     assert driver.running == 0 and driver.peak == 1
+    assert driver.calls == 1  # the queued call was dropped, never run
 
 
 async def test_close_answers_accepted_calls_then_refuses_and_joins_threads(
@@ -278,3 +282,20 @@ async def test_executor_runs_in_the_callers_context() -> None:
         await executor.close()
     with pytest.raises(RuntimeError):
         await executor.run(time.monotonic)
+
+
+async def test_cancelled_call_still_queued_never_runs(server: PrivcmdServer) -> None:
+    driver = GatedDriver(await asyncio.to_thread(SimPrivcmdDriver.open, server.path))
+    driver.delay = 0.1
+    hv = Hypervisor(driver, HypercallExecutor(threads=1, timeout=10), "one-thread")
+    try:
+        running = asyncio.create_task(hv.pause(1))
+        queued = asyncio.create_task(hv.pause(2))
+        await asyncio.sleep(0.01)
+        queued.cancel()
+        await asyncio.gather(queued, return_exceptions=True)
+        await running
+        await hv.pause(3)  # the slot is free again
+    finally:
+        await hv.close()
+    assert driver.calls == 2

@@ -1,0 +1,235 @@
+"""Poll info() of every domain of a simulated node: all at once (hypervisor) vs one by one (xend).
+
+For each node size (default 1,000 and 5,000 guests) a simulated node runs in its own process
+(``python -m aiovirt.sim``), so the CPU figures are the client's alone. Measured in the same run:
+
+- ``hv backend``: ``Hypervisor.domain_info()`` of every domain, all at once from one event loop
+  (coalesced into a handful of GETDOMAININFOLIST calls);
+- ``api + hv``: the public API, ``dom.info()`` of every domain at once, on a connection whose
+  hypervisor backend is on;
+- ``xend seq`` (the baseline): the way a synchronous library polls, one ``dom.info()`` after
+  another through xend with the hypervisor off (``hypervisor=none``). Without the public API,
+  plain sequential HTTP requests to xend, a new connection each, as libvirt 0.0.6 made them.
+
+Printed per row: wall time of one full refresh (median of ``--rounds``), client process CPU per
+refresh, domains per second, and the speed-up over the baseline.
+
+Usage: ``python benchmarks/hypervisor_poll.py [--sizes 1000 5000] [--rounds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiovirt
+from aiovirt.backends.hypervisor import Hypervisor
+
+CPU_TARGET_MS = 50.0
+SPEEDUP_TARGET = 50.0
+
+
+@dataclass
+class Row:
+    """One measured way of refreshing every domain's info."""
+
+    label: str
+    domains: int
+    wall: float  # seconds per full refresh
+    cpu: float  # client CPU seconds per full refresh
+    calls: str = ""
+
+
+class Node:
+    """A simulated node in a child process (``python -m aiovirt.sim``)."""
+
+    def __init__(self, guests: int) -> None:
+        self.guests = guests
+        self.dir = Path(tempfile.mkdtemp(prefix="avb"))
+        self.proc: subprocess.Popen[str] | None = None
+        self.endpoints: dict[str, str] = {}
+
+    def __enter__(self) -> Node:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiovirt.sim", "--dir", str(self.dir),
+             "--domains", str(self.guests), "--seed", "1"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the simulated node did not start (exit {self.proc.wait()})")
+        self.endpoints = json.loads(line)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def uri(self, hypervisor: str | None) -> str:
+        """Return the node's URI with the hypervisor parameter replaced (None: off)."""
+        base = self.endpoints["uri"]
+        parts = urllib.parse.urlsplit(base)
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "hypervisor"]
+        query.append(("hypervisor", hypervisor or "none"))
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query,
+                                                                                safe=":/")))
+
+
+async def measure(label: str, domains: int, refresh: Callable[[], Awaitable[Any]], rounds: int,
+                  calls: Callable[[], str] | None = None) -> Row:
+    """Return the median wall time and CPU of ``rounds`` full refreshes (after one warm-up)."""
+    await refresh()
+    walls, cpus = [], []
+    for _ in range(rounds):
+        c0, t0 = time.process_time(), time.perf_counter()
+        await refresh()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return Row(label, domains, statistics.median(walls), statistics.median(cpus),
+               calls() if calls else "")
+
+
+async def hv_backend_row(node: Node, rounds: int) -> Row:
+    """Measure ``Hypervisor.domain_info`` of every domain, all at once."""
+    async with await Hypervisor.open(f"sim:{node.endpoints['privcmd']}") as hv:
+        ids = [rec.domid for rec in await hv.list_domains()]
+        before = dict(hv.stats)
+
+        async def refresh() -> None:
+            await asyncio.gather(*(hv.domain_info(i) for i in ids))
+
+        def calls() -> str:
+            n = hv.stats["getinfolist"] - before.get("getinfolist", 0)
+            return f"{n / (rounds + 1):.1f} GETDOMAININFOLIST per refresh"
+
+        return await measure("hv backend, all at once", len(ids), refresh, rounds, calls)
+
+
+async def api_rows(node: Node, rounds: int, seq_limit: int | None) -> list[Row]:
+    """Measure the public API: all at once with the hypervisor, one by one through xend."""
+    rows = []
+    async with aiovirt.open(node.uri(f"sim:{node.endpoints['privcmd']}")) as conn:
+        doms = await conn.list_domains()
+
+        async def refresh_all() -> None:
+            await asyncio.gather(*(d.info() for d in doms))
+
+        rows.append(await measure("api dom.info(), all at once, hypervisor on", len(doms),
+                                  refresh_all, rounds))
+    async with aiovirt.open(node.uri(None)) as conn:
+        doms = (await conn.list_domains())[:seq_limit]
+
+        async def refresh_seq() -> None:
+            for d in doms:
+                await d.info()
+
+        rows.append(await measure("api dom.info(), one by one, xend only", len(doms),
+                                  refresh_seq, 1))
+    return rows
+
+
+def xend_http_row(node: Node, seq_limit: int | None) -> Row:
+    """Measure sequential xend GETs of every domain's detail, a new connection each (0.0.6)."""
+    url = urllib.parse.urlsplit(node.endpoints["xend"])
+    host, port = url.hostname or "127.0.0.1", url.port or 8000
+
+    def get(path: str) -> bytes:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        try:
+            conn.request("GET", path, headers={"Accept-Encoding": "identity"})
+            reply = conn.getresponse()
+            body = reply.read()
+            if reply.status != 200:
+                raise SystemExit(f"xend answered {reply.status} to GET {path}")
+            return body
+        finally:
+            conn.close()
+
+    from aiovirt.protocol.sexpr import parse
+
+    names = [n for n in parse(get("/xend/domain")) if isinstance(n, str)][:seq_limit]
+    get(f"/xend/domain/{names[0]}?detail=1")
+    c0, t0 = time.process_time(), time.perf_counter()
+    for name in names:
+        get(f"/xend/domain/{urllib.parse.quote(name)}?detail=1")
+    return Row("plain HTTP to xend, one by one (0.0.6)", len(names),
+               time.perf_counter() - t0, time.process_time() - c0)
+
+
+def print_rows(rows: list[Row], baseline: Row) -> None:
+    """Print the table of ``rows`` with each one's speed-up over ``baseline``."""
+    base_per_dom = baseline.wall / baseline.domains
+    print(f"  {'method':<46} {'domains':>7} {'wall/refresh':>13} {'CPU/refresh':>12} "
+          f"{'domains/s':>10} {'vs baseline':>11}")
+    for row in rows:
+        per_dom = row.wall / row.domains
+        ratio = base_per_dom / per_dom
+        print(f"  {row.label:<46} {row.domains:>7} {row.wall * 1e3:>10.1f} ms "
+              f"{row.cpu * 1e3:>9.1f} ms {row.domains / row.wall:>10.0f} {ratio:>10.1f}x"
+              + (f"  ({row.calls})" if row.calls else ""))
+
+
+async def bench(sizes: list[int], rounds: int, seq_limit: int | None) -> None:
+    """Run every size and print the figures and the targets' verdicts."""
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {rounds} "
+          "refreshes after one warm-up; the node runs in its own process.")
+    has_api = hasattr(aiovirt, "open")
+    for guests in sizes:
+        with Node(guests) as node:
+            rows = [await hv_backend_row(node, rounds)]
+            if has_api:
+                rows += await api_rows(node, rounds, seq_limit)
+                baseline = rows[-1]
+            else:
+                baseline = await asyncio.to_thread(xend_http_row, node, seq_limit)
+                rows.append(baseline)
+            print(f"\n{guests} guests (+ Domain-0):")
+            print_rows(rows, baseline)
+            best = rows[1] if has_api else rows[0]
+            speedup = (baseline.wall / baseline.domains) / (best.wall / best.domains)
+            if guests >= 1000 and guests < 5000:
+                verdict = "met" if speedup >= SPEEDUP_TARGET else "MISSED"
+                print(f"  target >= {SPEEDUP_TARGET:.0f}x over the sequential xend poll: "
+                      f"{speedup:.0f}x ({verdict}; '{best.label}')")
+            if guests >= 5000:
+                for row in rows[:2 if has_api else 1]:
+                    verdict = "met" if row.cpu * 1e3 < CPU_TARGET_MS else "MISSED"
+                    print(f"  target client CPU per refresh < {CPU_TARGET_MS:.0f} ms: "
+                          f"{row.cpu * 1e3:.1f} ms ({verdict}; '{row.label}')")
+
+
+def main() -> None:
+    """Parse the command line and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seq-limit", type=int, default=None,
+                        help="poll only this many domains in the sequential baseline "
+                             "(the ratio is per domain)")
+    args = parser.parse_args()
+    asyncio.run(bench(args.sizes, args.rounds, args.seq_limit))
+
+
+if __name__ == "__main__":
+    main()
