@@ -556,6 +556,8 @@ class XenStoreDB:
             child = self._get(tx, child_path)
             if child is not None:
                 self._remove_tree(tx, child_path, child, exact=True)
+            # C rewrites the node after unlinking each child: one generation each.
+            self._next_generation()
         self._delete(tx, path, node, exact=exact)
 
     def op_set_perms(self, session: Session, tx: Transaction | None, path: str,
