@@ -1,7 +1,7 @@
 """Poll info() of every domain of a simulated node: all at once (hypervisor) vs one by one (xend).
 
 For each node size (default 1,000 and 5,000 guests) a simulated node runs in its own process
-(``python -m aiovirt.sim``), so the CPU figures are the client's alone. Measured in the same run:
+(a SimNode), so the CPU figures are the client's alone. Measured in the same run:
 
 - ``hv backend``: ``Hypervisor.domain_info()`` of every domain, all at once from one event loop
   (coalesced into a handful of GETDOMAININFOLIST calls);
@@ -36,8 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiovirt
-from aiovirt.backends.hypervisor import Hypervisor
+# Run from a checkout: the repository's package wins over whatever an install put on the path.
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import aiovirt  # noqa: E402
+from aiovirt.backends.hypervisor import Hypervisor  # noqa: E402
 
 CPU_TARGET_MS = 50.0
 SPEEDUP_TARGET = 50.0
@@ -54,8 +58,23 @@ class Row:
     calls: str = ""
 
 
+# The child process: a SimNode that prints its endpoints as one JSON line (as ``python -m
+# aiovirt.sim`` does) and serves until terminated.
+_NODE_MAIN = """
+import asyncio, json, sys
+from aiovirt.sim.node import SimNode
+
+async def main():
+    async with SimNode(sys.argv[1], domains=int(sys.argv[2]), seed=1) as node:
+        print(json.dumps(node.endpoints), flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
 class Node:
-    """A simulated node in a child process (``python -m aiovirt.sim``)."""
+    """A simulated node (:class:`aiovirt.sim.node.SimNode`) in a child process."""
 
     def __init__(self, guests: int) -> None:
         self.guests = guests
@@ -65,9 +84,8 @@ class Node:
 
     def __enter__(self) -> Node:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aiovirt.sim", "--dir", str(self.dir),
-             "--domains", str(self.guests), "--seed", "1"],
-            stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-c", _NODE_MAIN, str(self.dir), str(self.guests)],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
