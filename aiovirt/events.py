@@ -35,7 +35,7 @@ import uuid as uuidlib
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -300,7 +300,7 @@ class _Probe:
     scan: Callable[[], Awaitable[list[_Seen]]]
     lookup: Callable[[int], Awaitable[Domain]]
     xenstore_path: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    exists: Callable[[str], Awaitable[bool]] | None = None
 
 
 class _EventSource:
@@ -455,7 +455,7 @@ class _EventSource:
         current = {seen.domid: seen for seen in await self._probe.scan()}
         self.scans += 1
         for domid in [d for d in self._tracked if d not in current]:
-            self._vanished(domid, self._tracked.pop(domid))
+            await self._vanished(domid, self._tracked.pop(domid), current)
         for domid in [d for d in self._unnamed if d not in current]:
             del self._unnamed[domid]
         for domid in [d for d in self._requests if d not in current]:
@@ -465,7 +465,7 @@ class _EventSource:
             tracked = self._tracked.get(domid)
             if tracked is not None and tracked.seen.uuid != seen.uuid:
                 # the id was reused between two scans: the old domain went, a new one came
-                self._vanished(domid, self._tracked.pop(domid))
+                await self._vanished(domid, self._tracked.pop(domid), current)
                 tracked = None
             if tracked is None:
                 recheck |= await self._appeared(domid, seen, now)
@@ -504,7 +504,7 @@ class _EventSource:
             before = self._stopped_uuids.pop(seen.uuid, None)
             if before is StopReason.SAVED:
                 detail = "restored"
-            elif before is not None:
+            elif before in (StopReason.REBOOTED, StopReason.CRASHED):
                 detail = "restarted"
         tracked = _Tracked(domain, seen, request=self._requests.get(domid))
         self._tracked[domid] = tracked
@@ -552,17 +552,34 @@ class _EventSource:
             self._emit(domain, EventKind.VCPUS_CHANGED, f"vcpus={seen.vcpus}")
         return recheck
 
-    def _vanished(self, domid: int, tracked: _Tracked) -> None:
+    async def _vanished(self, domid: int, tracked: _Tracked, current: dict[int, _Seen]) -> None:
         if tracked.stopped:
             return
-        reason = StopReason.DESTROYED
         code = tracked.seen.shutdown_code
         request = self._requests.get(domid) or tracked.request
         if code is not None:
             reason = _stop_reason(code)
         elif request is not None and request in _STOP_FROM_REQUEST:
             reason = _STOP_FROM_REQUEST[request]
+        elif await self._vm_record_kept(tracked.seen.uuid, current):
+            # xend (3.0.3) removes /vm/<uuid> when it destroys a domain but keeps it after a
+            # save: the only trace a save leaves when the suspend was too short to be seen
+            reason = StopReason.SAVED
+        else:
+            reason = StopReason.DESTROYED
         self._stopped(tracked, reason)
+
+    async def _vm_record_kept(self, uuid: uuidlib.UUID | None,
+                              current: dict[int, _Seen]) -> bool:
+        if uuid is None or uuid.int == 0 or self._probe.exists is None:
+            return False
+        if any(seen.uuid == uuid for seen in current.values()):
+            return False  # restarted under a new id, not saved
+        try:
+            return await self._probe.exists(f"/vm/{uuid}/uuid")
+        except VirtError as err:
+            log.debug("event source: cannot check /vm/%s: %s", uuid, err)
+            return False
 
     def _stopped(self, tracked: _Tracked, reason: StopReason) -> None:
         tracked.stopped = True
@@ -664,11 +681,14 @@ def _probe_for(conn: Connection) -> _Probe:
     async def lookup(domid: int) -> Domain:
         return await conn.lookup_by_id(domid)
 
+    xs = conn.xenstore
+    exists = xs.exists if xs is not None else None
+
     if hv is not None:
         async def scan_hypervisor() -> list[_Seen]:
             return [_seen_from_record(rec) for rec in await hv.list_domains()]
 
-        return _Probe(scan_hypervisor, lookup, conn.xenstore_path)
+        return _Probe(scan_hypervisor, lookup, conn.xenstore_path, exists)
     if xend is not None:
         from aiovirt.connection import _info_from_xend, _xend_domain
 
@@ -689,7 +709,7 @@ def _probe_for(conn: Connection) -> _Probe:
                                   info.max_mem, info.nr_virt_cpu))
             return seen
 
-        return _Probe(scan_xend, lookup, conn.xenstore_path)
+        return _Probe(scan_xend, lookup, conn.xenstore_path, exists)
 
     async def scan_store() -> list[_Seen]:
         domains = await conn.list_domains()
@@ -697,7 +717,7 @@ def _probe_for(conn: Connection) -> _Probe:
         return [_Seen(d.id, d.uuid, i.state, None, i.memory, i.max_mem, i.nr_virt_cpu)
                 for d, i in zip(domains, infos, strict=True) if not isinstance(i, BaseException)]
 
-    return _Probe(scan_store, lookup, conn.xenstore_path)
+    return _Probe(scan_store, lookup, conn.xenstore_path, exists)
 
 
 def domain_events(conn: Connection, *, interval: float = 1.0,
