@@ -1,0 +1,423 @@
+"""The simulated xenstored over its sockets: ops, errors, watches, transactions, permissions,
+the read-only socket, fault knobs and misbehaving clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from aiovirt.protocol.xs_wire import HEADER, FrameDecoder, XsOp, encode
+from aiovirt.sim.store import StoreError, XenStoreDB
+from tests.xenstored.conftest import Daemon, RawClient
+
+O = XsOp  # noqa: E741
+
+
+# ------------------------------------------------------------------------------ basic ops
+
+async def test_write_read_directory_rm_round_trip(xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/a/b\0hello")
+    assert await xs.ok(O.READ, b"/a/b\0") == b"hello"
+    assert await xs.ok(O.READ, b"/a\0") == b""
+    await xs.ok(O.WRITE, b"/a/c\0")
+    assert await xs.ok(O.DIRECTORY, b"/a\0") == b"b\0c\0"
+    await xs.ok(O.RM, b"/a\0")
+    assert await xs.err(O.READ, b"/a/b\0") == "ENOENT"
+
+
+async def test_reply_echoes_req_id_and_tx_id_also_for_errors(xs: RawClient) -> None:
+    tx = await xs.tx_start()
+    req = xs.send(O.READ, b"/nope\0", tx=tx, req=1001)
+    reply = await xs.reply(req)
+    assert (reply.op, reply.req_id, reply.tx_id, reply.payload) == (O.ERROR, 1001, tx, b"ENOENT\0")
+
+
+async def test_values_are_raw_bytes(xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/bin\0\0\x01\xff")
+    assert await xs.ok(O.READ, b"/bin\0") == b"\0\x01\xff"
+
+
+async def test_children_listed_in_creation_order(xs: RawClient) -> None:
+    for name in (b"m", b"bin", b"a"):
+        await xs.ok(O.WRITE, b"/o/" + name + b"\0")
+    assert await xs.ok(O.DIRECTORY, b"/o\0") == b"m\0bin\0a\0"
+
+
+async def test_relative_paths_resolve_against_dom0_home(xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"rel/x\0v")
+    assert await xs.ok(O.READ, b"/local/domain/0/rel/x\0") == b"v"
+
+
+@pytest.mark.parametrize("payload", [b"/a b\0", b"//\0", b"/a/\0", b"\0"])
+async def test_invalid_paths_are_einval(xs: RawClient, payload: bytes) -> None:
+    assert await xs.err(O.READ, payload) == "EINVAL"
+
+
+async def test_directory_over_payload_limit_is_e2big_and_directory_part_pages(
+        xs: RawClient) -> None:
+    names = [f"child-with-a-long-name-{i:04d}".encode() for i in range(300)]
+    for n in names:
+        await xs.ok(O.WRITE, b"/long/" + n + b"\0")
+    assert await xs.err(O.DIRECTORY, b"/long\0") == "E2BIG"
+    got, offset = b"", 0
+    while True:
+        chunk = await xs.ok(O.DIRECTORY_PART, b"/long\0" + str(offset).encode() + b"\0")
+        _gen, rest = chunk.split(b"\0", 1)
+        assert len(chunk) <= 4096
+        if rest.endswith(b"\0\0") or rest == b"\0":
+            got += rest[:-1]
+            break
+        got += rest
+        offset += len(rest)
+    assert got == b"".join(n + b"\0" for n in names)
+
+
+async def test_get_domain_path_and_is_domain_introduced(daemon: Daemon, xs: RawClient) -> None:
+    assert await xs.ok(O.GET_DOMAIN_PATH, b"7\0") == b"/local/domain/7\0"
+    assert await xs.ok(O.IS_DOMAIN_INTRODUCED, b"7\0") == b"F\0"
+    daemon.db.introduce_domain(7)
+    assert await xs.ok(O.IS_DOMAIN_INTRODUCED, b"7\0") == b"T\0"
+
+
+async def test_control_check_help_and_unknown(xs: RawClient) -> None:
+    assert await xs.ok(O.CONTROL, b"check\0") == b"OK\0"
+    assert b"quota" in await xs.ok(O.CONTROL, b"help\0")
+    assert await xs.err(O.CONTROL, b"nope\0") == "EINVAL"
+
+
+@pytest.mark.parametrize("op", [20, 15, 16, 99])
+async def test_unknown_ops_are_enosys(xs: RawClient, op: int) -> None:
+    assert await xs.err(op, b"\0") == "ENOSYS"
+
+
+# ------------------------------------------------------------------------------ watches
+
+async def test_watch_initial_event_comes_after_ok(xs: RawClient) -> None:
+    req = xs.send(O.WATCH, b"/w\0tok\0")
+    await xs.reply(req)
+    assert await xs.event() == ("/w", "tok")
+
+
+async def test_events_for_each_kind_of_change(daemon: Daemon, xs: RawClient) -> None:
+    other = await daemon.client()
+    await other.watch("/w", "t")
+    await xs.ok(O.WRITE, b"/w/a\0")                  # create
+    await xs.ok(O.WRITE, b"/w/a\0same")              # write
+    await xs.ok(O.MKDIR, b"/w/d\0")                  # mkdir creating
+    await xs.ok(O.MKDIR, b"/w/d\0")                  # mkdir existing: no event
+    await xs.ok(O.SET_PERMS, b"/w/a\0n0\0r1\0")      # set_perms
+    await xs.ok(O.RM, b"/w/d\0")                     # rm
+    daemon.db.write("/w/inproc", "x")                # in-process write
+    assert await other.events_after_sync() == [
+        ("/w/a", "t"), ("/w/a", "t"), ("/w/d", "t"), ("/w/a", "t"), ("/w/d", "t"),
+        ("/w/inproc", "t"),
+    ]
+
+
+async def test_event_is_queued_before_the_reply_that_caused_it(xs: RawClient) -> None:
+    await xs.watch("/p", "t")
+    req = xs.send(O.WRITE, b"/p/b/c\0")
+    while len(xs.frames) < 2:
+        await xs._fill()
+    assert [f.op for f in xs.frames[:2]] == [O.WATCH_EVENT, O.WRITE]
+    await xs.reply(req)
+
+
+async def test_rm_events_deepest_first_descendants_exact(daemon: Daemon, xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/r/a/b/c\0")
+    w = await daemon.client()
+    for path, token in (("/", "root"), ("/r/a", "wr"), ("/r/a/b/c", "wc"), ("/r/a/b", "wb"),
+                        ("/r/a/b/missing", "wm")):
+        await w.watch(path, token)
+    await xs.ok(O.RM, b"/r/a\0")
+    assert await w.events_after_sync() == [
+        ("/r/a/b/c", "wc"), ("/r/a/b", "wb"), ("/r/a", "root"), ("/r/a", "wr")]
+
+
+async def test_relative_watch_gets_relative_event_path(xs: RawClient) -> None:
+    await xs.watch("rel", "t")
+    await xs.ok(O.WRITE, b"/local/domain/0/rel/x\0")
+    assert await xs.events_after_sync() == [("rel/x", "t")]
+
+
+async def test_unwatch_and_reset_watches(xs: RawClient) -> None:
+    await xs.watch("/u", "t")
+    assert await xs.err(O.WATCH, b"/u\0t\0") == "EEXIST"
+    await xs.ok(O.UNWATCH, b"/u\0t\0")
+    assert await xs.err(O.UNWATCH, b"/u\0t\0") == "ENOENT"
+    await xs.watch("/u", "t2")
+    await xs.ok(O.RESET_WATCHES, b"\0")
+    await xs.ok(O.WRITE, b"/u/x\0")
+    assert await xs.events_after_sync() == []
+
+
+async def test_special_watches(daemon: Daemon, xs: RawClient) -> None:
+    await xs.watch("@introduceDomain", "i")
+    await xs.watch("@releaseDomain", "r")
+    daemon.db.introduce_domain(3)
+    daemon.db.introduce_domain(3)                    # known: no event
+    daemon.db.fire_special("@releaseDomain")
+    await xs.ok(O.INTRODUCE, b"4\0001\0002\0")
+    await xs.ok(O.RELEASE, b"4\0")
+    assert await xs.events_after_sync() == [
+        ("@introduceDomain", "i"), ("@releaseDomain", "r"), ("@introduceDomain", "i"),
+        ("@releaseDomain", "r")]
+
+
+async def test_duplicate_pipelined_events_are_dropped(daemon: Daemon, xs: RawClient) -> None:
+    w = await daemon.client()
+    await w.watch("/dup", "t")
+    xs.writer.write(encode(O.WRITE, 1, 0, b"/dup\0a") + encode(O.WRITE, 2, 0, b"/dup\0b"))
+    await xs.reply(1)
+    await xs.reply(2)
+    assert await w.events_after_sync() == [("/dup", "t")]
+
+
+# ------------------------------------------------------------------------------ transactions
+
+async def test_transaction_read_your_writes_and_commit_events(daemon: Daemon,
+                                                              xs: RawClient) -> None:
+    w = await daemon.client()
+    await w.watch("/t", "t")
+    tx = await xs.tx_start()
+    assert tx == 1
+    await xs.ok(O.WRITE, b"/t/b\0b", tx=tx)
+    await xs.ok(O.WRITE, b"/t/a\0a", tx=tx)
+    assert await xs.ok(O.READ, b"/t/b\0", tx=tx) == b"b"
+    assert await xs.err(O.READ, b"/t/b\0") == "ENOENT"
+    assert await w.events_after_sync() == []
+    await xs.ok(O.TRANSACTION_END, b"T\0", tx=tx)
+    assert await w.events_after_sync() == [("/t/b", "t"), ("/t/a", "t")]
+    assert await xs.tx_start() == 2
+
+
+async def test_transaction_conflict_is_eagain_and_applies_nothing(xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/c/a\0a")
+    tx = await xs.tx_start()
+    assert await xs.ok(O.READ, b"/c/a\0", tx=tx) == b"a"
+    await xs.ok(O.WRITE, b"/c/a\0b")
+    assert await xs.ok(O.READ, b"/c/a\0", tx=tx) == b"a"  # stable once touched
+    await xs.ok(O.WRITE, b"/c/other\0c", tx=tx)
+    assert await xs.err(O.TRANSACTION_END, b"T\0", tx=tx) == "EAGAIN"
+    assert await xs.err(O.READ, b"/c/other\0") == "ENOENT"
+    assert await xs.err(O.TRANSACTION_END, b"T\0", tx=tx) == "ENOENT"  # the id is gone
+
+
+async def test_transaction_errors(daemon: Daemon, xs: RawClient) -> None:
+    tx = await xs.tx_start()
+    assert await xs.err(O.TRANSACTION_START, b"\0", tx=tx) == "EBUSY"
+    assert await xs.err(O.READ, b"/\0", tx=999) == "ENOENT"
+    assert await xs.err(O.TRANSACTION_END, b"X\0", tx=tx) == "EINVAL"
+    other = await daemon.client()
+    assert await other.err(O.READ, b"/\0", tx=tx) == "ENOENT"
+    await xs.ok(O.TRANSACTION_END, b"F\0", tx=tx)
+
+
+# ------------------------------------------------------------------------------ permissions
+
+async def _as_guest(daemon: Daemon, domid: int) -> RawClient:
+    guest = await daemon.client()
+    await guest.ok(O.CONTROL, f"sim-as-domain\0{domid}\0".encode())
+    return guest
+
+
+async def test_guest_permissions_are_enforced(daemon: Daemon, xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/p/secret\0s")
+    await xs.ok(O.WRITE, b"/p/readable\0r")
+    await xs.ok(O.SET_PERMS, b"/p/readable\0n0\0r5\0")
+    await xs.ok(O.WRITE, b"/local/domain/5\0")
+    await xs.ok(O.SET_PERMS, b"/local/domain/5\0n5\0")
+    guest = await _as_guest(daemon, 5)
+    assert await guest.err(O.READ, b"/p/secret\0") == "EACCES"
+    assert await guest.err(O.READ, b"/p/secret/missing\0") == "EACCES"  # existence hidden
+    assert await guest.ok(O.READ, b"/p/readable\0") == b"r"
+    assert await guest.err(O.WRITE, b"/p/readable\0x") == "EACCES"
+    assert await guest.err(O.READ, b"/p/readable/missing\0") == "ENOENT"
+    # its home: relative paths, it owns what it creates, it cannot give ownership away
+    await guest.ok(O.WRITE, b"data/x\0v")
+    assert await xs.ok(O.GET_PERMS, b"/local/domain/5/data/x\0") == b"n5\0"
+    await guest.ok(O.SET_PERMS, b"data/x\0n5\0r0\0")
+    assert await guest.err(O.SET_PERMS, b"data/x\0n7\0") == "EPERM"
+    assert await guest.err(O.IS_DOMAIN_INTRODUCED, b"5\0") == "EACCES"
+    assert await guest.err(O.CONTROL, b"check\0") == "EACCES"
+
+
+async def test_owner_entry_default_and_privileged_creator_keeps_owner(xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/o\0")
+    await xs.ok(O.SET_PERMS, b"/o\0b7\0r9\0")
+    await xs.ok(O.WRITE, b"/o/child\0")
+    assert await xs.ok(O.GET_PERMS, b"/o/child\0") == b"b7\0r9\0"
+    assert await xs.ok(O.SET_PERMS, b"/o\0b0x10\0") == b"OK\0"
+    assert await xs.ok(O.GET_PERMS, b"/o\0") == b"b16\0"
+
+
+async def test_guest_gets_events_only_for_nodes_it_may_read(daemon: Daemon,
+                                                            xs: RawClient) -> None:
+    await xs.ok(O.WRITE, b"/g/open\0")
+    await xs.ok(O.SET_PERMS, b"/g/open\0r0\0")
+    await xs.ok(O.WRITE, b"/g/closed\0")
+    await xs.ok(O.SET_PERMS, b"/g\0n0\0")
+    guest = await _as_guest(daemon, 3)
+    await guest.watch("/g", "t")
+    await guest.watch("@releaseDomain", "r")
+    await xs.ok(O.WRITE, b"/g/open\0x")
+    await xs.ok(O.WRITE, b"/g/closed\0x")
+    daemon.db.fire_special("@releaseDomain")                # n0 by default: not for guests
+    assert await guest.events_after_sync() == [("/g/open", "t")]
+
+
+# ------------------------------------------------------------------------------ read-only socket
+
+@pytest.mark.parametrize("op,payload", [
+    (O.WRITE, b"/x\0v"), (O.MKDIR, b"/x\0"), (O.RM, b"/tool\0"), (O.SET_PERMS, b"/\0n0\0"),
+    (O.INTRODUCE, b"5\0001\0002\0"), (O.RELEASE, b"5\0"), (O.CONTROL, b"check\0"),
+])
+async def test_read_only_socket_refuses_mutations(daemon: Daemon, op: int,
+                                                  payload: bytes) -> None:
+    ro = await daemon.client(read_only=True)
+    assert await ro.err(op, payload) == "EACCES"
+
+
+async def test_read_only_socket_serves_reads_watches_transactions(daemon: Daemon,
+                                                                  xs: RawClient) -> None:
+    ro = await daemon.client(read_only=True)
+    await xs.ok(O.WRITE, b"/ro/x\0v")
+    assert await ro.ok(O.READ, b"/ro/x\0") == b"v"
+    assert await ro.ok(O.DIRECTORY, b"/ro\0") == b"x\0"
+    assert await ro.ok(O.GET_DOMAIN_PATH, b"3\0") == b"/local/domain/3\0"
+    await ro.watch("/ro", "t")
+    tx = await ro.tx_start()
+    assert await ro.err(O.WRITE, b"/ro/y\0", tx=tx) == "EACCES"
+    await ro.ok(O.TRANSACTION_END, b"T\0", tx=tx)
+    await xs.ok(O.WRITE, b"/ro/x\0w")
+    assert await ro.events_after_sync() == [("/ro/x", "t")]
+
+
+# ------------------------------------------------------------------------------ bad clients
+
+async def test_oversized_frame_drops_that_client_alone(daemon: Daemon, xs: RawClient) -> None:
+    bad = await daemon.client()
+    bad.writer.write(HEADER.pack(O.READ, 1, 0, 4097))
+    assert await asyncio.wait_for(bad.reader.read(), 5) == b""
+    assert await xs.ok(O.READ, b"/tool\0") == b""
+
+
+async def test_len_4096_is_allowed(xs: RawClient) -> None:
+    payload = b"/big\0" + b"v" * (4096 - 5)
+    await xs.ok(O.WRITE, payload)
+    assert len(await xs.ok(O.READ, b"/big\0")) == 4091
+
+
+async def test_fragmented_and_pipelined_requests(xs: RawClient) -> None:
+    data = b"".join(encode(O.READ, i, 0, b"/tool\0") for i in range(1, 201))
+    for i in range(0, len(data), 7):
+        xs.writer.write(data[i:i + 7])
+        await xs.writer.drain()
+    for i in range(1, 201):
+        assert (await xs.reply(i)).payload == b""
+
+
+async def test_disconnect_mid_frame_and_garbage_do_not_hurt_others(daemon: Daemon,
+                                                                   xs: RawClient) -> None:
+    half = await daemon.client()
+    await half.watch("/h", "t")
+    tx = await half.tx_start()
+    half.writer.write(encode(O.WRITE, 1, tx, b"/h/x\0v")[:10])
+    await half.close()
+    garbage = await daemon.client()
+    garbage.writer.write(b"\xff" * 64)
+    assert await asyncio.wait_for(garbage.reader.read(), 5) == b""
+    await xs.ok(O.WRITE, b"/h/y\0")
+    assert await xs.ok(O.DIRECTORY, b"/h\0") == b"y\0"
+
+
+# ------------------------------------------------------------------------------ fault knobs
+
+async def test_fault_delay_holds_replies(daemon: Daemon, xs: RawClient) -> None:
+    daemon.server.faults.delay = 0.2
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await xs.ok(O.READ, b"/tool\0")
+    assert loop.time() - start >= 0.19
+
+
+async def test_fault_drop_after_k_requests(daemon: Daemon, xs: RawClient) -> None:
+    daemon.server.faults.drop_after = 2
+    await xs.ok(O.READ, b"/tool\0")
+    await xs.ok(O.READ, b"/tool\0")
+    xs.send(O.READ, b"/tool\0")
+    assert await asyncio.wait_for(xs.reader.read(), 5) == b""
+    daemon.server.faults.clear()
+    fresh = await daemon.client()
+    await fresh.ok(O.READ, b"/tool\0")
+
+
+async def test_fault_stall_never_answers_matching_requests(daemon: Daemon,
+                                                           xs: RawClient) -> None:
+    daemon.server.faults.stall_ops = {O.READ}
+    daemon.server.faults.stall_paths = {"/stall"}
+    stalled = xs.send(O.READ, b"/stall/x\0")
+    assert await xs.ok(O.READ, b"/tool\0") == b""
+    assert await xs.ok(O.DIRECTORY, b"/tool\0") == b"xenstored\0"
+    assert all(f.req_id != stalled for f in xs.frames)
+
+
+# ------------------------------------------------------------------------------ in-process API
+
+def test_in_process_api() -> None:
+    db = XenStoreDB()
+    events: list[tuple[str, str]] = []
+    session = db.connect(lambda p, t: events.append((p, t)))
+    db.op_watch(session, "/vm", "tok")()
+    db.write("/vm/u/name", "web1")
+    assert db.read("/vm/u/name") == b"web1"
+    assert db.directory("/vm") == ["u"]
+    assert db.exists("/vm/u") and not db.exists("/vm/x") and not db.exists("bad path")
+    db.set_perms("/vm/u", [db.get_perms("/vm/u")[0]])
+    db.mkdir("/vm/d")
+    db.rm("/vm/u")
+    with pytest.raises(StoreError) as info:
+        db.read("/vm/u")
+    assert info.value.name == "ENOENT"
+    assert events == [("/vm", "tok"), ("/vm/u/name", "tok"), ("/vm/u", "tok"),
+                      ("/vm/d", "tok"), ("/vm/u", "tok")]  # rm: descendants fire exact watches only
+
+
+def test_release_domain_removes_its_nodes_then_fires() -> None:
+    db = XenStoreDB()
+    events: list[tuple[str, str]] = []
+    session = db.connect(lambda p, t: events.append((p, t)))
+    db.op_watch(session, "/local", "l")()
+    db.op_watch(session, "@releaseDomain", "r")()
+    events.clear()
+    db.introduce_domain(5)
+    db.write("/local/domain/5/name", "g")
+    db.set_perms("/local/domain/5", [db.get_perms("/")[0]._replace(domid=5)])
+    events.clear()
+    db.release_domain(5)
+    assert not db.exists("/local/domain/5")
+    assert events[-1] == ("@releaseDomain", "r")
+    with pytest.raises(StoreError):
+        db.release_domain(5)
+
+
+def test_socket_is_replaced_when_stale(short_dir: str) -> None:
+    path = f"{short_dir}/socket"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.close()
+
+    async def main() -> None:
+        from aiovirt.sim.xenstored import XenStored
+        async with XenStored(XenStoreDB(), path, None):
+            c = await RawClient.open(path)
+            assert await c.ok(O.READ, b"/tool\0") == b""
+            await c.close()
+
+    asyncio.run(main())
+
+
+def test_frame_decoder_interop() -> None:
+    assert FrameDecoder().feed(encode(O.READ, 1, 0, b"/\0"))[0].payload == b"/\0"
