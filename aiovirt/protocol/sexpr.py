@@ -15,15 +15,18 @@ atom is literal). Writer: one space between items, atoms bare when they consist 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypeAlias
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 
 SExpr: TypeAlias = str | list["SExpr"]
+# What dumps() writes: also Python numbers and booleans anywhere, printed as xend prints them.
+SExprOut: TypeAlias = str | int | float | Sequence["SExprOut"]
 
 __all__ = [
     "SExpr",
+    "SExprOut",
     "SexprError",
     "dumps",
     "find_all",
@@ -218,9 +221,12 @@ def _dump_atom(atom: str) -> str:
     return _quote(atom)
 
 
-def dumps(expr: SExpr | int | float) -> str:
-    """Write ``expr`` the way xend does: ``(a b (c d))``, quoting atoms only where needed."""
-    if isinstance(expr, list):
+def dumps(expr: SExprOut) -> str:
+    """Return ``expr`` written the way xend does: ``(a b (c d))``, atoms quoted only if needed.
+
+    Lists and tuples are lists; ints, floats and booleans are written as xend's Python did.
+    """
+    if isinstance(expr, list | tuple):
         return "(" + " ".join(dumps(item) for item in expr) + ")"
     if isinstance(expr, bool):
         return "True" if expr else "False"

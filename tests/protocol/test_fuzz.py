@@ -14,6 +14,7 @@ from aiovirt.protocol.domxml import (
     DiskConfig,
     DomainConfig,
     InterfaceConfig,
+    InterfaceType,
     config_to_sexpr,
     config_to_xml,
     parse_domain_xml,
@@ -205,7 +206,7 @@ def test_config_round_trips_through_xml(cfg: DomainConfig) -> None:
     assert parse_domain_xml(config_to_xml(cfg)) == cfg
 
 
-def _read_back_type(nic: InterfaceConfig) -> str:
+def _read_back_type(nic: InterfaceConfig) -> InterfaceType:
     # xend keeps no interface type: a vif with a bridge, or the vif-bridge script, is a bridge.
     script = (nic.script or "").rsplit("/", 1)[-1]
     return "bridge" if nic.bridge or script == "vif-bridge" else "ethernet"

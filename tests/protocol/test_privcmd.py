@@ -23,10 +23,11 @@ from aiovirt.protocol.privcmd import (
 UUID = uuid.UUID("8f5d6a3e-02c1-9b7e-4d22-a1b0c3e5f719")
 
 
-def record(domid: int, **kw: int) -> DomainInfoRecord:
-    fields = dict(domid=domid, flags=1 << 4, tot_pages=65536, max_pages=65536,
-                  shared_info_frame=1234, cpu_time=18_732_104_588, nr_online_vcpus=1,
-                  max_vcpu_id=0, ssidref=0, handle=UUID.bytes)
+def record(domid: int, **kw: int | bytes) -> DomainInfoRecord:
+    fields: dict[str, int | bytes] = dict(
+        domid=domid, flags=1 << 4, tot_pages=65536, max_pages=65536, shared_info_frame=1234,
+        cpu_time=18_732_104_588, nr_online_vcpus=1, max_vcpu_id=0, ssidref=0, handle=UUID.bytes,
+    )
     fields.update(kw)
     return DomainInfoRecord(**fields)  # type: ignore[arg-type]
 

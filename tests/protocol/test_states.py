@@ -32,7 +32,7 @@ def test_libvirt_numbers() -> None:
     ]
     assert (DOMINF_DYING, DOMINF_SHUTDOWN, DOMINF_PAUSED, DOMINF_BLOCKED, DOMINF_RUNNING) == (
         1, 4, 8, 16, 32)
-    assert ShutdownReason.CRASH == 3 and ShutdownReason.POWEROFF == 0
+    assert int(ShutdownReason.CRASH) == 3 and int(ShutdownReason.POWEROFF) == 0
 
 
 @pytest.mark.parametrize(("running", "blocked", "paused", "shutdown", "dying"), COMBINATIONS)
