@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 
 import pytest
