@@ -232,3 +232,19 @@ def test_parse_errors_name_the_offset(text: str, offset: int, reason: str) -> No
 def test_round_trip_of_nested_structure() -> None:
     value: SExpr = ["a", ["b", ["c", "d e", "'"]], [], "x\"y", ["\\"]]
     assert parse(dumps(value)) == value
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "'" + "\\\n" * 50_000,  # once made the string pattern backtrack exponentially
+        '"' + "\\\n" * 50_000,
+        "'" + "\\" * 100_001,
+        "(" * 150 + "'" + "a\\" * 50_000,
+        "(" + "x " * 100_000,
+    ],
+)
+def test_pathological_input_fails_in_linear_time(text: str) -> None:
+    with pytest.raises(SexprError):
+        parse(text)
