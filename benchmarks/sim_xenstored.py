@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from aiovirt.protocol.xs_wire import HEADER, XsOp, encode  # noqa: E402
+from aiovirt.protocol.xs_wire import HEADER, XsOp, encode
 
 KEY = b"/local/domain/1/name"
 

@@ -68,7 +68,14 @@ def run_script(path: str, steps: list[Step], nconn: int) -> list[tuple]:
     for _ in range(nconn):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)
-        s.connect(path)
+        for attempt in range(500):  # C listens with a tiny backlog: connect may get EAGAIN
+            try:
+                s.connect(path)
+                break
+            except BlockingIOError:
+                if attempt == 499:
+                    raise
+                time.sleep(0.002)
         socks.append(s)
     decs = [FrameDecoder() for _ in socks]
     pend: list[list] = [[] for _ in socks]
