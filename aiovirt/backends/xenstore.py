@@ -75,7 +75,8 @@ DEFAULT_TX_RETRIES = 100
 _T = TypeVar("_T")
 _pack = HEADER.pack
 _OP_NAMES = {int(op): op.name for op in XsOp}
-_UINT32 = 0x1_0000_0000
+_UINT32_MAX = 0xFFFF_FFFF
+_new_tuple = tuple.__new__
 # Paths already validated and encoded (``path\0``); bounded so odd workloads cannot grow it.
 _PATH_CACHE_MAX = 8192
 _REPLY_MAX = 65536
@@ -183,6 +184,7 @@ class _Link(asyncio.Protocol):
         # Lenient on input: oxenstored sends over-size DIRECTORY replies rather than E2BIG.
         self.decoder = FrameDecoder(max_payload=_REPLY_MAX)
         self.pending: dict[int, _Pending] = {}
+        self.next_id = 1
         self.out: list[bytes] = []
         self.flush_scheduled = False
         self.closed = False
@@ -238,29 +240,37 @@ class _Link(asyncio.Protocol):
             self.lost.set_result(None)
 
     # -- requests ---------------------------------------------------------------------------
-    def submit(
-        self,
-        op: int,
-        payload: bytes,
-        tx_id: int,
-        path: str | None,
-        timeout: float,
-        *,
-        wait: bool = True,
-        orphan: Callable[[int, bytes], None] | None = None,
-    ) -> asyncio.Future[bytes] | None:
-        """Queue one request; return the future of its reply (None when ``wait`` is False)."""
+    def submit(self, op: int, payload: bytes, tx_id: int, path: str | None, timeout: float,
+               orphan: Callable[[int, bytes], None] | None = None) -> asyncio.Future[bytes]:
+        """Queue one request; return the future of its reply.
+
+        ``orphan(req_id, payload)`` handles a successful reply that arrives after the waiter
+        gave up (cancelled or timed out).
+        """
+        fut: asyncio.Future[bytes] = self.loop.create_future()
+        self._enqueue(fut, op, payload, tx_id, path, timeout, orphan)
+        return fut
+
+    def send_nowait(self, op: int, payload: bytes, tx_id: int, path: str | None) -> None:
+        """Queue one request whose reply is read and dropped (works in a cancelled task)."""
+        if not self.closed:
+            self._enqueue(None, op, payload, tx_id, path, DEFAULT_TIMEOUT, None)
+
+    def _enqueue(self, fut: asyncio.Future[bytes] | None, op: int, payload: bytes, tx_id: int,
+                 path: str | None, timeout: float,
+                 orphan: Callable[[int, bytes], None] | None) -> None:
         if self.closed:
             assert self.error is not None
             raise self.error.copy()
-        client = self.client
         pending = self.pending
-        req_id = client._next_req_id()
+        # Unique among the requests in flight, wrapping at 2^32. 0 is skipped: libxenstore
+        # uses it for everything, so a stray 0 never matches one of ours.
+        req_id = self.next_id
         while req_id in pending:
-            req_id = client._next_req_id()
-        fut: asyncio.Future[bytes] | None = self.loop.create_future() if wait else None
+            req_id = req_id + 1 if req_id < _UINT32_MAX else 1
+        self.next_id = req_id + 1 if req_id < _UINT32_MAX else 1
         deadline = self.loop.time() + timeout
-        pending[req_id] = _Pending(fut, op, path, deadline, orphan)
+        pending[req_id] = _new_tuple(_Pending, (fut, op, path, deadline, orphan))
         out = self.out
         out.append(_pack(op, req_id, tx_id, len(payload)))
         out.append(payload)
@@ -272,7 +282,6 @@ class _Link(asyncio.Protocol):
                 self.timer.cancel()
             self.timer_at = deadline
             self.timer = self.loop.call_at(deadline, self._expire)
-        return fut
 
     def flush(self) -> None:
         """Write every queued request in one write."""
@@ -344,8 +353,13 @@ class _Ops:
     _read_only: bool
     _paths: dict[str, bytes]
 
-    async def _call(self, op: int, payload: bytes, path: str | None,
-                    timeout: float | None) -> bytes:
+    def _call(self, op: int, payload: bytes, path: str | None,
+              timeout: float | None) -> Awaitable[bytes]:
+        """Send a request; return what to await for its reply payload.
+
+        Synchronous on purpose: the common case returns the reply's future itself, so a call
+        costs one coroutine (the public method), not two.
+        """
         raise NotImplementedError
 
     def _path(self, path: str, opname: str) -> bytes:
@@ -502,8 +516,8 @@ class XenStoreTransaction(_Ops):
         self.tx_id = 0
         self._ended = False
 
-    async def _call(self, op: int, payload: bytes, path: str | None,
-                    timeout: float | None) -> bytes:
+    def _call(self, op: int, payload: bytes, path: str | None,
+              timeout: float | None) -> Awaitable[bytes]:
         link = self._link
         if self._ended or link is None:
             state = "ended" if self._ended else "not started"
@@ -516,10 +530,8 @@ class XenStoreTransaction(_Ops):
                                 f"{self._client.path}: transaction {self.tx_id} was lost with "
                                 "its connection (nothing of it was applied)",
                                 path=path, op=_OP_NAMES.get(op))
-        fut = link.submit(op, payload, self.tx_id, path,
-                          self._timeout if timeout is None else timeout)
-        assert fut is not None
-        return await fut
+        return link.submit(op, payload, self.tx_id, path,
+                           self._timeout if timeout is None else timeout)
 
     async def start(self) -> XenStoreTransaction:
         """Open the transaction on the daemon; return self."""
@@ -528,7 +540,6 @@ class XenStoreTransaction(_Ops):
                                 "xenstore transaction already started")
         link = await self._client._ready_link(self._timeout)
         fut = link.submit(6, b"\0", 0, None, self._timeout, orphan=_end_orphan(link))
-        assert fut is not None
         try:
             reply = await fut
         except asyncio.CancelledError:
@@ -568,7 +579,7 @@ class XenStoreTransaction(_Ops):
             return
         self._ended = True
         if not self._link.closed:
-            self._link.submit(7, b"F\0", self.tx_id, None, self._timeout, wait=False)
+            self._link.send_nowait(7, b"F\0", self.tx_id, None)
 
     async def __aenter__(self) -> XenStoreTransaction:
         return await self.start()
@@ -593,8 +604,8 @@ def _end_orphan(link: _Link) -> Callable[[int, bytes], None]:
             tx_id = int(payload.rstrip(b"\0").decode("ascii"), 0)
         except ValueError:
             return
-        if tx_id and not link.closed:
-            link.submit(7, b"F\0", tx_id, None, DEFAULT_TIMEOUT, wait=False)
+        if tx_id:
+            link.send_nowait(7, b"F\0", tx_id, None)
 
     return end
 
@@ -727,7 +738,6 @@ class XenStoreClient(_Ops):
         self._ready = asyncio.Event()
         self._closing = False
         self._closed_error: XenStoreError | None = None
-        self._req_id = 0
         self._watches: dict[str, Watch] = {}
         self._tokens = itertools.count(1)
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -742,13 +752,6 @@ class XenStoreClient(_Ops):
     def connected(self) -> bool:
         """Return whether the socket is up right now."""
         return self._link is not None and not self._link.closed
-
-    def _next_req_id(self) -> int:
-        # Unique among those in flight (checked by submit), wrapping at 2^32; 0 is skipped so
-        # a reply can never be mistaken for libxenstore's non-pipelined traffic.
-        rid = (self._req_id + 1) % _UINT32 or 1
-        self._req_id = rid
-        return rid
 
     # -- connection -------------------------------------------------------------------------
     async def _dial(self) -> _Link:
@@ -819,10 +822,8 @@ class XenStoreClient(_Ops):
     async def _rewatch(self, link: _Link) -> None:
         futs = []
         for watch in [w for w in self._watches.values() if w._active]:
-            fut = link.submit(4, _watch_payload(watch.path, watch.token), 0, watch.path,
-                              self.timeout)
-            assert fut is not None
-            futs.append(fut)
+            futs.append(link.submit(4, _watch_payload(watch.path, watch.token), 0,
+                                    watch.path, self.timeout))
         for fut in futs:
             await fut
 
@@ -839,20 +840,24 @@ class XenStoreClient(_Ops):
                     return link
                 await self._ready.wait()
 
-    async def _call(self, op: int, payload: bytes, path: str | None,
-                    timeout: float | None) -> bytes:
+    def _call(self, op: int, payload: bytes, path: str | None,
+              timeout: float | None) -> Awaitable[bytes]:
         link = self._link
-        if link is None or link.closed:
-            try:
-                link = await self._ready_link(timeout)
-            except TimeoutError as exc:
-                raise XenStoreError(
-                    ErrorNumber.NO_XENSTORE,
-                    f"{self.path}: not connected (waited for reconnection)",
-                    path=path, op=_OP_NAMES.get(op)) from exc
-        fut = link.submit(op, payload, 0, path, self.timeout if timeout is None else timeout)
-        assert fut is not None
-        return await fut
+        if link is not None and not link.closed:
+            return link.submit(op, payload, 0, path, self.timeout if timeout is None else timeout)
+        return self._call_when_connected(op, payload, path, timeout)
+
+    async def _call_when_connected(self, op: int, payload: bytes, path: str | None,
+                                   timeout: float | None) -> bytes:
+        try:
+            link = await self._ready_link(timeout)
+        except TimeoutError as exc:
+            raise XenStoreError(
+                ErrorNumber.NO_XENSTORE,
+                f"{self.path}: not connected (waited for reconnection)",
+                path=path, op=_OP_NAMES.get(op)) from exc
+        return await link.submit(op, payload, 0, path,
+                                 self.timeout if timeout is None else timeout)
 
     async def close(self) -> None:
         """Close the connection: waiters fail, watches end, background work stops."""
@@ -958,9 +963,7 @@ class XenStoreClient(_Ops):
         link: _Link | None = None
         try:
             link = await self._ready_link(None)
-            fut = link.submit(4, payload, 0, path, self.timeout)
-            assert fut is not None
-            await fut
+            await link.submit(4, payload, 0, path, self.timeout)
             watch._active = True
         except BaseException:
             if self._watches.get(token) is watch:
@@ -968,7 +971,7 @@ class XenStoreClient(_Ops):
             watch._finish()
             if link is not None and not link.closed:
                 # The WATCH may still succeed after we stopped waiting: undo it, in order.
-                link.submit(5, payload, 0, path, self.timeout, wait=False)
+                link.send_nowait(5, payload, 0, path)
             raise
         return watch
 
@@ -982,8 +985,7 @@ class XenStoreClient(_Ops):
         if link is not None and not link.closed:
             # Fire and forget: requests are processed in order, so any later WATCH with the
             # same path and token is handled after this UNWATCH; works in a cancelled task.
-            link.submit(5, _watch_payload(watch.path, watch.token), 0, watch.path,
-                        self.timeout, wait=False)
+            link.send_nowait(5, _watch_payload(watch.path, watch.token), 0, watch.path)
 
     def _on_watch_event(self, payload: bytes) -> None:
         parts = payload.split(b"\0")

@@ -148,13 +148,13 @@ async def test_cancelled_start_ends_the_transaction_the_daemon_opened(
     link = xs._link
     assert link is not None
     sent: list[tuple[int, int, bytes]] = []
-    submit = link.submit
+    enqueue = link._enqueue
 
-    def spy(op: int, payload: bytes, tx_id: int, *args: object, **kw: object) -> object:
+    def spy(fut: object, op: int, payload: bytes, tx_id: int, *args: object) -> None:
         sent.append((op, tx_id, payload))
-        return submit(op, payload, tx_id, *args, **kw)  # type: ignore[arg-type]
+        enqueue(fut, op, payload, tx_id, *args)  # type: ignore[arg-type]
 
-    link.submit = spy  # type: ignore[method-assign]
+    link._enqueue = spy  # type: ignore[method-assign]
     for delay in range(4):
         task = asyncio.create_task(xs.transaction().start())
         for _ in range(delay):
@@ -172,6 +172,6 @@ async def test_cancelled_start_ends_the_transaction_the_daemon_opened(
     starts = [op for op, _, _ in sent if op == 6]
     assert len(starts) >= 3  # (a task cancelled before its first step sends nothing)
     assert len(ended) == len(starts)
-    link.submit = submit  # type: ignore[method-assign]
+    link._enqueue = enqueue  # type: ignore[method-assign]
     for tx_id in ended:
         assert await _tx_is_gone(xs, tx_id)
