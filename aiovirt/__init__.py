@@ -1,6 +1,8 @@
 """aiovirt: an asyncio API for Xen nodes (xend, xenstore, hypervisor) with events."""
 
 from aiovirt._version import __version__, get_version
+from aiovirt.connection import Connection, NodeInfo, open, open_read_only
+from aiovirt.domain import Domain, DomainInfo
 from aiovirt.errors import (
     ErrorDomain,
     ErrorLevel,
@@ -12,17 +14,25 @@ from aiovirt.errors import (
     reset_last_error,
     set_error_handler,
 )
+from aiovirt.protocol.states import DomainState
 
 __all__ = [
+    "Connection",
+    "Domain",
+    "DomainInfo",
+    "DomainState",
     "ErrorDomain",
     "ErrorLevel",
     "ErrorNumber",
+    "NodeInfo",
     "VirtError",
     "__version__",
     "copy_last_error",
     "default_error_handler",
     "get_last_error",
     "get_version",
+    "open",
+    "open_read_only",
     "reset_last_error",
     "set_error_handler",
 ]
