@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from collections.abc import Awaitable, Iterator
 
 import pytest
 
@@ -49,7 +50,7 @@ async def test_requests_of_one_turn_leave_in_one_write(xs: XenStoreClient, base:
 
 async def test_mixed_concurrent_ops_and_errors(xs: XenStoreClient, base: str) -> None:
     paths = await _fill(xs, base, 100)
-    calls = []
+    calls: list[Awaitable[object]] = []
     for i, p in enumerate(paths):
         calls.append(xs.read(p))
         calls.append(xs.read(f"{p}/missing"))
@@ -103,7 +104,7 @@ async def test_asyncio_timeout_around_a_call_is_safe(xs: XenStoreClient, base: s
 
 
 @pytest.fixture
-def silent_socket(short_dir: str) -> object:
+def silent_socket(short_dir: str) -> Iterator[str]:
     """Yield the path of a socket that accepts connections and never answers."""
     path = f"{short_dir}/silent"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

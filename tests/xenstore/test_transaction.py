@@ -154,7 +154,7 @@ async def test_cancelled_start_ends_the_transaction_the_daemon_opened(
         sent.append((op, tx_id, payload))
         enqueue(fut, op, payload, tx_id, *args)  # type: ignore[arg-type]
 
-    link._enqueue = spy  # type: ignore[method-assign]
+    link._enqueue = spy  # type: ignore[method-assign,assignment]
     for delay in range(4):
         task = asyncio.create_task(xs.transaction().start())
         for _ in range(delay):

@@ -135,3 +135,21 @@ async def test_watch_ends_with_error_when_the_connection_dies(daemon: Daemon,
             with pytest.raises(XenStoreError) as info:
                 await events.get(WAIT)
             assert info.value.code == ErrorNumber.NO_XENSTORE
+
+
+async def test_close_ends_every_watch_iteration(daemon: Daemon, base: str) -> None:
+    import aiovirt.xenstore as xenstore
+
+    xs = await xenstore.connect(daemon.path)
+    async with xs.watch(f"{base}/c1") as a, xs.watch(f"{base}/c2") as b:
+        await a.get(WAIT)
+        await b.get(WAIT)
+
+        async def drain(events: object) -> int:
+            return len([e async for e in events])  # type: ignore[attr-defined]
+
+        consumers = [asyncio.create_task(drain(w)) for w in (a, b)]
+        await asyncio.sleep(0)
+        await xs.close()
+        async with asyncio.timeout(WAIT):
+            assert await asyncio.gather(*consumers) == [0, 0]
