@@ -12,7 +12,7 @@ Shape (the xenstore-rs model, without its head-of-line flaw):
 - A caller cancelled while it awaits a reply leaves its entry in ``pending``: the reply is read
   and dropped when it comes, so nobody ever reads another caller's reply. A cancelled
   TRANSACTION_START ends the transaction the daemon opened; a cancelled WATCH is unwatched.
-- Timeouts cost nothing per request: one timer per connection, armed at the oldest deadline.
+- Timeouts cost no timer per request: one timer per connection, armed at the earliest deadline.
 - When the socket dies every waiter fails at once. With ``reconnect=True`` the client dials
   again with backoff, re-registers its watches, and each watch then yields an event flagged
   ``reconnected`` so its consumer re-reads. Transactions of the old connection fail; their
