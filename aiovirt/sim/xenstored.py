@@ -152,6 +152,10 @@ class _XsProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if self._server._closed:
+            # Accepted just before close(): nobody will ever answer it, so say so at once.
+            transport.abort()
+            return
         self._transport = transport
         self.session = self._db.connect(self._on_event, read_only=self._read_only)
         self._server._connections.add(self)
@@ -494,6 +498,7 @@ class XenStored:
         self._connections: set[_XsProtocol] = set()
         self._dirty: list[_XsProtocol] = []
         self._flush_scheduled = False
+        self._closed = False
 
     async def __aenter__(self) -> XenStored:
         await self.start()
@@ -510,6 +515,7 @@ class XenStored:
     async def start(self) -> None:
         """Listen on the sockets (stale socket files are replaced)."""
         loop = asyncio.get_running_loop()
+        self._closed = False
         try:
             for path, read_only in ((self.socket_path, False), (self.ro_socket_path, True)):
                 if path is None:
@@ -527,6 +533,7 @@ class XenStored:
 
     async def close(self) -> None:
         """Stop listening, drop every client and remove the socket files."""
+        self._closed = True
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
