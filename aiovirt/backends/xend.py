@@ -73,7 +73,7 @@ def _xend_error_message(body: bytes) -> str | None:
 
 
 def _body_text(body: bytes, limit: int = 300) -> str:
-    text = body.decode("utf-8", "replace").strip()
+    text = " ".join(body.decode("utf-8", "replace").split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
