@@ -796,6 +796,9 @@ class Connection:
         if self._xs is not None:
             vm = await self._xs_read(f"/local/domain/{dom.id}/vm")
             if vm is not None:
+                found = _parse_uuid(vm)
+                if dom.uuid != _ZERO_UUID and found is not None and found != dom.uuid:
+                    raise self._gone(dom)  # the id now belongs to another domain
                 return await self._xs_read(vm + "/image/ostype") or "linux"
             if self._xend is None:
                 await self._xs_domain_base(dom)  # NO_DOMAIN if it has gone

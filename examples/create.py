@@ -68,8 +68,15 @@ async def wait_until_gone(dom: aiovirt.Domain, seconds: float) -> bool:
     return True
 
 
+def quiet_about_gone_domains(ctx: object, err: VirtError) -> None:
+    """Report errors as usual, except the NO_DOMAIN that ends the shutdown wait."""
+    if err.code != ErrorNumber.NO_DOMAIN:
+        aiovirt.default_error_handler(err)
+
+
 async def main(uri: str) -> int:
     async with aiovirt.open(uri) as conn:
+        conn.set_error_handler(quiet_about_gone_domains)
         dom = await conn.create_linux(XML)
         print(f"created {dom.name} as domain {dom.id}")
         await dom.suspend()

@@ -297,7 +297,7 @@ class XendClient:
 
     async def list_domain_names(self) -> list[str]:
         """Return the names of the node's domains (``GET /xend/domain``)."""
-        value = await self._call("GET", "/xend/domain")
+        value = await self._call("GET", "/xend/domain", query={"state": "all"})
         if value is None:
             return []
         if isinstance(value, str):
@@ -306,7 +306,9 @@ class XendClient:
 
     async def list_domains_detail(self) -> list[SExpr]:
         """Return every domain's full S-expression in one request (``?detail=1``)."""
-        value = await self._call("GET", "/xend/domain", query={"detail": "1"})
+        # xend 3.0.4+ lists only running domains unless asked for all (paused ones too);
+        # earlier versions ignore the parameter.
+        value = await self._call("GET", "/xend/domain", query={"detail": "1", "state": "all"})
         if not isinstance(value, list):
             return []
         if value and value[0] == "domain":  # a node with a single domain, written bare
