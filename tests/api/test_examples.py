@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", ["basic", "error", "uuid", "create"])
 def test_example_prints_ok(name: str) -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO), AIOVIRT_PAUSE_SECONDS="0.3")
+    env = dict(os.environ, AIOVIRT_PAUSE_SECONDS="0.3")
     proc = subprocess.run([sys.executable, str(REPO / "examples" / f"{name}.py")],
                           capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -108,3 +108,25 @@ async def test_xend_failure_with_the_hypervisor_still_serving_info(node: SimNode
         with pytest.raises(VirtError) as info:
             await dom.xml_desc()
         assert info.value.code == ErrorNumber.GET_FAILED
+
+
+@pytest.mark.parametrize("style", ["3.0.2", "3.0.3", "3.0.4", "3.4"])
+async def test_every_xend_error_convention_through_the_connection(short_dir: str,
+                                                                  style: str) -> None:
+    async with SimNode(short_dir, domains=2, seed=1, error_style=style) as sim:
+        async with aiovirt.open(_xend_uri(sim)) as conn:
+            for call in (conn.lookup_by_name("ghost"), conn.lookup_by_id(77)):
+                with pytest.raises(VirtError) as info:
+                    await call
+                assert info.value.code == ErrorNumber.NO_DOMAIN
+            dom0 = await conn.lookup_by_id(0)
+            dom = await conn.lookup_by_name("vm1")
+            sim.faults.xend.fail_ops.add("pause")
+            with pytest.raises(VirtError) as info:
+                await dom.suspend()
+            assert info.value.code == ErrorNumber.POST_FAILED
+            assert "injected fault" in str(info.value)
+            sim.faults.xend.clear()
+            await dom.suspend()
+            await dom.resume()
+            assert (await dom0.info()).state == aiovirt.DomainState.RUNNING
