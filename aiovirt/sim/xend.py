@@ -1,0 +1,577 @@
+"""The simulated node's xend: the HTTP/S-expression interface of xend 3.0.3, on aiohttp.web.
+
+Served on a unix socket (``DIR/xend-socket``) and on TCP (127.0.0.1), one resource tree for both:
+``/``, ``/xend``, ``/xend/node`` (+ ``dmesg``, ``log``), ``/xend/vnet``, ``/xend/domain`` (names,
+``?detail=1``, POST ``op=create|list|restore``) and ``/xend/domain/<name-or-id>`` (GET its sxpr,
+POST ``op=pause|unpause|shutdown|destroy|save|migrate|rename|sysrq|wait_for_devices|maxmem_set|
+mem_target_set|set_vcpus|vcpuinfo|pincpu|devices|domain_sched_credit_get|..._set``), with xend's
+status codes and reason phrases, ``(xend.err '...')`` bodies, its content negotiation (S-expressions
+iff the request has no User-Agent, or no Accept, or an Accept containing ``application/sxp``;
+otherwise a small HTML page) and its header names (``Content-length``, ``Content-type``,
+``Pragma``, ``Cache-control``, ``Expires``; no ``Date``, no ``Server``).
+
+``error_style`` switches between the error conventions of xend versions:
+
+- ``"3.0.3"`` (default): a failing synchronous op answers ``500 Request failed: <op>``; the thread
+  ops (save, restore, migrate) answer 202/200 with the ``(xend.err ...)`` body; an unknown domain
+  is ``404`` ``No such domain X``;
+- ``"3.0.2"``: failing ops keep the status they had set (200, or 202 for accept-style ops) and
+  carry the ``(xend.err ...)`` body;
+- ``"3.0.4"``: as 3.0.3, unknown domain ``No domain named 'X'.``;
+- ``"3.4"``: as 3.0.3, unknown domain ``<Fault 3: 'X'>``.
+
+Deviations from 3.0.3, for consistency across the node's interfaces: ``maxmem_set`` updates the
+sxpr's ``maxmem`` (as 3.1+ does); connections are kept alive per HTTP/1.1 (aiohttp) instead of
+being closed unless the request asked for keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import os
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from aiovirt.protocol.sexpr import SExpr, dumps
+from aiovirt.sim.node import NoSuchDomain, SimDomain, SimError, py_int
+
+if TYPE_CHECKING:
+    from aiovirt.sim.node import SimNode
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ERROR_STYLES", "XendServer", "wants_sxp"]
+
+ERROR_STYLES = ("3.0.2", "3.0.3", "3.0.4", "3.4")
+BODY_LIMIT = 10000
+SXP = "application/sxp"
+_HEADER_ORDER = ("Content-length", "Expires", "Location", "Connection", "Content-type", "Pragma",
+                 "Cache-control")
+
+
+def wants_sxp(headers: Any) -> bool:
+    """Return True if xend would answer S-expressions to a request with these headers."""
+    accept = headers.get("Accept")
+    return headers.get("User-Agent") is None or accept is None or SXP in accept
+
+
+class _Reply:
+    """What a resource answers, before content negotiation and header shaping."""
+
+    def __init__(self, status: int = 200, reason: str = "OK", value: SExpr | None = None, *,
+                 text: str | None = None, content_type: str | None = None,
+                 location: str | None = None, drop: bool = False) -> None:
+        self.status = status
+        self.reason = reason
+        self.value = value
+        self.text = text
+        self.content_type = content_type
+        self.location = location
+        self.drop = drop
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One POST op of a resource: its handler, success status, and error convention."""
+
+    run: Callable[[SimDomain | None, dict[str, list[str]]], Awaitable[SExpr | None]]
+    status: int = 200
+    reason: str = "OK"
+    thread: bool = False  # xend ran it in a thread: errors keep the success status
+    location: str | None = None  # "up": url/..; "name": url/<new domain name>
+
+
+def _arg(args: dict[str, list[str]], name: str) -> str:
+    values = args.get(name)
+    if not values:
+        raise SimError(f"Missing parameter: {name}")
+    return values[0]
+
+
+def _int_arg(args: dict[str, list[str]], name: str) -> int:
+    return py_int(_arg(args, name))
+
+
+class XendServer:
+    """xend 3.0.3's HTTP interface for a :class:`~aiovirt.sim.node.SimNode`."""
+
+    def __init__(self, node: SimNode, unix_path: str | os.PathLike[str] | None, *,
+                 host: str = "127.0.0.1", port: int | None = 0,
+                 error_style: str = "3.0.3") -> None:
+        if error_style not in ERROR_STYLES:
+            raise ValueError(f"error_style must be one of {ERROR_STYLES}, not {error_style!r}")
+        self.node = node
+        self.unix_path = os.fspath(unix_path) if unix_path is not None else None
+        self.host = host
+        self.port = port or 0
+        self._want_tcp = port is not None
+        self.error_style = error_style
+        self._runner: web.AppRunner | None = None
+        self._answered: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+        self._domain_ops: dict[str, _Op] = {
+            "pause": _Op(self._op_pause),
+            "unpause": _Op(self._op_unpause),
+            "shutdown": _Op(self._op_shutdown, 202, "Accepted", location="up"),
+            "destroy": _Op(self._op_destroy, 202, "Accepted", location="up"),
+            "save": _Op(self._op_save, 202, "Accepted", thread=True, location="up"),
+            "migrate": _Op(self._op_migrate, thread=True),
+            "rename": _Op(self._op_rename, 202, "Accepted", location="up"),
+            "sysrq": _Op(self._op_sysrq, 202, "Accepted", location="up"),
+            "wait_for_devices": _Op(self._op_wait_for_devices, 202, "Accepted", location="up"),
+            "maxmem_set": _Op(self._op_maxmem_set),
+            "mem_target_set": _Op(self._op_mem_target_set),
+            "set_vcpus": _Op(self._op_set_vcpus),
+            "vcpuinfo": _Op(self._op_vcpuinfo),
+            "pincpu": _Op(self._op_pincpu),
+            "devices": _Op(self._op_devices),
+            "domain_sched_credit_get": _Op(self._op_credit_get),
+            "domain_sched_credit_set": _Op(self._op_credit_set),
+        }
+        self._domain_dir_ops: dict[str, _Op] = {
+            "create": _Op(self._op_create, 201, "created", location="name"),
+            "list": _Op(self._op_list),
+            "restore": _Op(self._op_restore, 201, "Created", thread=True, location="name"),
+        }
+        self._node_ops: dict[str, _Op] = {
+            "shutdown": _Op(self._op_zero),
+            "reboot": _Op(self._op_zero),
+        }
+        self._dmesg_ops: dict[str, _Op] = {"clear": _Op(self._op_none)}
+
+    # -- server lifecycle --------------------------------------------------------------------
+    async def __aenter__(self) -> XendServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start listening on the unix socket and on TCP ``host:port`` (0: a free port)."""
+        app = web.Application(client_max_size=BODY_LIMIT + 1)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._shape_headers)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runner = runner
+        try:
+            if self.unix_path is not None:
+                await web.UnixSite(runner, self.unix_path, shutdown_timeout=0.5).start()
+            if self._want_tcp:
+                await web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5).start()
+                for addr in runner.addresses:
+                    if isinstance(addr, tuple):
+                        self.port = int(addr[1])
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop listening and end every connection (stalled requests are released first)."""
+        self.node.faults.xend.release_stalls()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # -- HTTP plumbing -----------------------------------------------------------------------
+    async def _shape_headers(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """Rewrite the reply headers as xend wrote them (names, order, no Date/Server)."""
+        h = response.headers
+        found: dict[str, str | None] = {name: h.get(name) for name in _HEADER_ORDER}
+        extra = [(k, v) for k, v in h.items()
+                 if k.lower() not in {n.lower() for n in _HEADER_ORDER}
+                 and k.lower() not in ("date", "server")]
+        if request.method == "HEAD":
+            found["Content-length"] = None
+        if found["Connection"] is None and request.headers.get(
+                "Connection", "").lower() == "keep-alive" and response.keep_alive:
+            found["Connection"] = "keep-alive"
+        found["Expires"], found["Pragma"], found["Cache-control"] = "-1", "no-cache", "no-cache"
+        h.clear()
+        for name in _HEADER_ORDER:
+            value = found[name]
+            if value is not None:
+                h[name] = value
+        for k, v in extra:
+            h.add(k.capitalize(), v)
+
+    async def _args(self, request: web.Request) -> dict[str, list[str]]:
+        args: dict[str, list[str]] = parse_qs(request.query_string, keep_blank_values=False)
+        if request.method != "POST":
+            return args
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        body: dict[str, list[str]] = {}
+        if ctype == "application/x-www-form-urlencoded":
+            raw = await request.read()
+            body = parse_qs(raw.decode("utf-8", "surrogateescape"), keep_blank_values=True)
+        elif ctype == "multipart/form-data":
+            form = await request.post()
+            for key in form:
+                body[key] = [str(v) for v in form.getall(key)]
+        args.update(body)
+        return args
+
+    def _url(self, request: web.Request) -> str:
+        host = request.headers.get("Host") or f"{self.host}:{self.port}"
+        path = request.raw_path.split("?", 1)[0].rstrip("/")
+        return f"http://{host}{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        node = self.node
+        node.counters["xend.requests"] += 1
+        method = request.method
+        if method not in ("GET", "HEAD", "POST"):
+            node.counters[f"xend.method.{method}"] += 1
+            return self._respond(request, _Reply(
+                501, "Not implemented", text=f"Request method not supported ({method})",
+                content_type="text/plain"), extra={"Accept": "GET,HEAD,POST"})
+        if (request.content_length or 0) > BODY_LIMIT:
+            resp = web.Response(status=413, reason="Request entity too large")
+            resp.force_close()
+            return resp
+        segments = [unquote(s) for s in request.raw_path.split("?", 1)[0].split("/") if s]
+        args = await self._args(request)
+        ops = args.get("op")
+        op_name = self._op_name(method, segments, ops)
+        node.counters[f"xend.{op_name}"] += 1
+
+        faults = node.faults.xend
+        proto = request.transport
+        answered = self._answered.get(proto, 0)
+        if faults.drops(answered):
+            return self._drop(request)
+        delay = faults.delay_for(op_name)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if faults.stalls(op_name):
+            await faults.wait_stall()
+            return self._drop(request)
+        if faults.fails(op_name):
+            reply = _Reply(500, f"Request failed: {op_name}", ["xend.err", faults.fail_message],
+                           content_type=SXP)
+        else:
+            reply = await self._route(request, segments, args)
+        if reply.drop:
+            return self._drop(request)
+        self._answered[proto] = answered + 1
+        return self._respond(request, reply)
+
+    @staticmethod
+    def _op_name(method: str, segments: list[str], ops: list[str] | None) -> str:
+        if method == "POST" or (ops and ops[0] == "vcpuinfo"):
+            if ops and len(ops) == 1:
+                return ops[0]
+        if len(segments) < 2 or segments[0] != "xend":
+            return "ls"
+        if segments[1] == "domain":
+            return "list" if len(segments) == 2 else "domain"
+        return segments[1]
+
+    def _drop(self, request: web.Request) -> web.StreamResponse:
+        self.node.counters["xend.dropped"] += 1
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response()
+
+    def _respond(self, request: web.Request, reply: _Reply,
+                 extra: dict[str, str] | None = None) -> web.StreamResponse:
+        headers: CIMultiDict[str] = CIMultiDict()
+        body = b""
+        if reply.text is not None:
+            body = reply.text.encode("utf-8", "surrogateescape")
+            headers["Content-type"] = reply.content_type or "text/plain"
+        elif reply.value is not None:
+            if wants_sxp(request.headers):
+                body = dumps(reply.value).encode("utf-8", "surrogateescape")
+                headers["Content-type"] = SXP
+            else:
+                body = self._html(request, reply.value).encode("utf-8", "surrogateescape")
+                headers["Content-type"] = "text/html"
+        elif reply.content_type is not None:
+            headers["Content-type"] = reply.content_type
+        if reply.location is not None:
+            headers["Location"] = reply.location
+        if extra:
+            headers.update(extra)
+        return web.Response(status=reply.status, reason=reply.reason, body=body,
+                            headers=headers)
+
+    def _html(self, request: web.Request, value: SExpr) -> str:
+        path = request.raw_path.split("?", 1)[0]
+        title = html.escape(path)
+        items = ""
+        if isinstance(value, list) and value and value[0] == "ls":
+            base = path.rstrip("/")
+            items = "<ul>" + "".join(
+                f'<li><a href="{html.escape(base)}/{html.escape(str(v))}">'
+                f"{html.escape(str(v))}</a></li>" for v in value[1:] if v) + "</ul>"
+        elif (isinstance(value, list) and path.rstrip("/") == "/xend/domain"
+              and all(isinstance(v, str) for v in value)):
+            items = "<ul>" + "".join(
+                f'<li><a href="/xend/domain/{html.escape(str(v))}">{html.escape(str(v))}</a></li>'
+                for v in value) + "</ul>"
+        return (f"<html><head><title>Xend {title}</title></head><body><h1>Xend {title}</h1>"
+                f"{items}<pre>{html.escape(dumps(value))}</pre></body></html>")
+
+    # -- routing -----------------------------------------------------------------------------
+    async def _route(self, request: web.Request, segs: list[str],
+                     args: dict[str, list[str]]) -> _Reply:
+        get = request.method in ("GET", "HEAD")
+        if not segs:
+            return _Reply(value=["ls", ""]) if get else await self._perform(request, {}, None,
+                                                                                args)
+        if segs[0] != "xend":
+            return self._not_found(segs[0])
+        if len(segs) == 1:
+            if get:
+                return _Reply(value=["ls", "", "node", "domain", "vnet"])
+            return await self._perform(request, {}, None, args)
+        child, rest = segs[1], segs[2:]
+        if child == "node":
+            return await self._route_node(request, rest, args, get)
+        if child == "vnet":
+            if rest:
+                return _Reply(404, "Not found", text=f"No such vnet {rest[0]}")
+            return _Reply(value=[]) if get else await self._perform(request, {}, None, args)
+        if child == "domain":
+            if not rest:
+                if get:
+                    return _Reply(value=self._domain_list(args))
+                return await self._perform(request, self._domain_dir_ops, None, args)
+            dom = self.node.find(rest[0])
+            if dom is None:
+                return self._no_such_domain(rest[0])
+            if len(rest) > 1:
+                return self._not_found(rest[1])
+            ops = args.get("op")
+            if get and not (ops and ops[0] == "vcpuinfo"):
+                return _Reply(value=dom.sxpr(time.monotonic(), time.time()))
+            return await self._perform(request, self._domain_ops, dom, args)
+        return self._not_found(child)
+
+    async def _route_node(self, request: web.Request, rest: list[str],
+                          args: dict[str, list[str]], get: bool) -> _Reply:
+        if not rest:
+            if get:
+                return _Reply(value=self.node.node_sxpr())
+            return await self._perform(request, self._node_ops, None, args)
+        if len(rest) == 1 and rest[0] == "dmesg":
+            if get:
+                return _Reply(text=_DMESG, content_type="text/plain")
+            return await self._perform(request, self._dmesg_ops, None, args)
+        if len(rest) == 1 and rest[0] == "log":
+            if get:
+                return _Reply(text="", content_type="text/plain")
+            return await self._perform(request, {}, None, args)
+        return self._not_found(rest[0])
+
+    @staticmethod
+    def _not_found(segment: str) -> _Reply:
+        return _Reply(404, "Not found", text=f"Not found: {segment}")
+
+    def _no_such_domain(self, ref: str) -> _Reply:
+        if self.error_style == "3.0.4":
+            text = f"No domain named '{ref}'."
+        elif self.error_style == "3.4":
+            text = f"<Fault 3: {ref!r}>"
+        else:
+            text = f"No such domain {ref}"
+        return _Reply(404, "Not found", text=text)
+
+    def _domain_list(self, args: dict[str, list[str]]) -> SExpr:
+        node = self.node
+        if args.get("detail") == ["1"]:
+            now, wall = time.monotonic(), time.time()
+            return [d.sxpr(now, wall) for d in node.domains]
+        names = sorted((d.name for d in node.domains), key=lambda n: n.encode())
+        return list[SExpr](names)
+
+    async def _perform(self, request: web.Request, ops: dict[str, _Op],
+                       dom: SimDomain | None, args: dict[str, list[str]]) -> _Reply:
+        values = args.get("op")
+        if values is None or len(values) != 1:
+            return _Reply(406, "Invalid request", content_type=SXP)
+        name = values[0]
+        op = ops.get(name)
+        if op is None:
+            text = f"Operation not implemented: {name}"
+            return _Reply(501, text, text=text, content_type=SXP)
+        try:
+            value = await op.run(dom, args)
+        except NoSuchDomain as exc:
+            return self._error(name, op, str(exc))
+        except SimError as exc:
+            return self._error(name, op, str(exc))
+        reply = _Reply(op.status, op.reason, value)
+        if op.location == "up":
+            reply.location = self._url(request) + "/.."
+        elif op.location == "name" and isinstance(value, list):
+            reply.location = f"{self._url(request)}/{_name_of(value)}"
+            if op.status == 201 and op.reason == "Created":  # restore: empty body
+                reply.value = None
+        return reply
+
+    def _error(self, name: str, op: _Op, message: str) -> _Reply:
+        body: SExpr = ["xend.err", message]
+        if op.thread:
+            status, reason = (202, "Accepted") if op.status == 202 else (200, "OK")
+            return _Reply(status, reason, body, content_type=SXP)
+        if self.error_style == "3.0.2":
+            status, reason = (202, "Accepted") if op.status == 202 else (200, "OK")
+            return _Reply(status, reason, body, content_type=SXP)
+        return _Reply(500, f"Request failed: {name}", body, content_type=SXP)
+
+    # -- ops -------------------------------------------------------------------------------
+    @staticmethod
+    def _dom(dom: SimDomain | None) -> SimDomain:
+        assert dom is not None
+        return dom
+
+    async def _op_pause(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        self.node.pause(self._dom(dom).domid)
+        return None
+
+    async def _op_unpause(self, dom: SimDomain | None,
+                          args: dict[str, list[str]]) -> SExpr | None:
+        self.node.unpause(self._dom(dom).domid)
+        return None
+
+    async def _op_shutdown(self, dom: SimDomain | None,
+                           args: dict[str, list[str]]) -> SExpr | None:
+        reasons = args.get("reason")
+        if not reasons:
+            raise SimError("'reason'")  # xend 3.0.3 let the KeyError through
+        self.node.request_shutdown(self._dom(dom).domid, reasons[0])
+        return None
+
+    async def _op_destroy(self, dom: SimDomain | None,
+                          args: dict[str, list[str]]) -> SExpr | None:
+        self.node.destroy(self._dom(dom).domid)
+        return None
+
+    async def _op_save(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        path = _arg(args, "file")
+        await self.node.save(self._dom(dom).domid, path)
+        return None
+
+    async def _op_migrate(self, dom: SimDomain | None,
+                          args: dict[str, list[str]]) -> SExpr | None:
+        destination = _arg(args, "destination")
+        for name in ("live", "resource", "port"):
+            _int_arg(args, name)
+        raise SimError(f"can't connect: {destination}: Connection refused")
+
+    async def _op_rename(self, dom: SimDomain | None,
+                         args: dict[str, list[str]]) -> SExpr | None:
+        self.node.rename(self._dom(dom).domid, _arg(args, "name"))
+        return None
+
+    async def _op_sysrq(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        self.node.sysrq(self._dom(dom).domid, _int_arg(args, "key"))
+        return None
+
+    async def _op_wait_for_devices(self, dom: SimDomain | None,
+                                   args: dict[str, list[str]]) -> SExpr | None:
+        self._dom(dom)
+        return None
+
+    async def _op_maxmem_set(self, dom: SimDomain | None,
+                             args: dict[str, list[str]]) -> SExpr | None:
+        self.node.set_max_memory(self._dom(dom).domid, _int_arg(args, "memory") * 1024)
+        return "0"
+
+    async def _op_mem_target_set(self, dom: SimDomain | None,
+                                 args: dict[str, list[str]]) -> SExpr | None:
+        self.node.set_memory_target(self._dom(dom).domid, _int_arg(args, "target") * 1024)
+        return None
+
+    async def _op_set_vcpus(self, dom: SimDomain | None,
+                            args: dict[str, list[str]]) -> SExpr | None:
+        self.node.set_vcpus(self._dom(dom).domid, _int_arg(args, "vcpus"))
+        return None
+
+    async def _op_vcpuinfo(self, dom: SimDomain | None,
+                           args: dict[str, list[str]]) -> SExpr | None:
+        return self.node.vcpu_sxpr(self._dom(dom).domid)
+
+    async def _op_pincpu(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        _arg(args, "vcpu")
+        _arg(args, "cpumap")
+        self._dom(dom)
+        return "0"
+
+    async def _op_devices(self, dom: SimDomain | None,
+                          args: dict[str, list[str]]) -> SExpr | None:
+        d = self._dom(dom)
+        cls = _arg(args, "type")
+        db = self.node.db
+        base = f"{d.home}/device/{cls}"
+        out: list[SExpr] = []
+        if db.exists(base):
+            for devid in db.directory(base):
+                entries: list[SExpr] = []
+                for key in db.directory(f"{base}/{devid}"):
+                    value = db.read(f"{base}/{devid}/{key}")
+                    entries.append([key, value.decode("utf-8", "surrogateescape")])
+                out.append([devid, entries])
+        return out
+
+    async def _op_credit_get(self, dom: SimDomain | None,
+                             args: dict[str, list[str]]) -> SExpr | None:
+        self._dom(dom)
+        return "{'cap': 0, 'weight': 256}"
+
+    async def _op_credit_set(self, dom: SimDomain | None,
+                             args: dict[str, list[str]]) -> SExpr | None:
+        weight = _int_arg(args, "weight")
+        if not 1 <= weight <= 65535:
+            raise SimError(f"Invalid weight: {weight}")
+        self._dom(dom)
+        return "0"
+
+    async def _op_create(self, dom: SimDomain | None,
+                         args: dict[str, list[str]]) -> SExpr | None:
+        config = args.get("config")
+        if not config:
+            raise SimError("Invalid configuration: no config given")
+        new = self.node.create(config[0])
+        return new.sxpr(time.monotonic(), time.time(), merged=False)
+
+    async def _op_list(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        return self._domain_list({"detail": ["1"]})
+
+    async def _op_restore(self, dom: SimDomain | None,
+                          args: dict[str, list[str]]) -> SExpr | None:
+        new = await self.node.restore(_arg(args, "file"))
+        return new.sxpr(time.monotonic(), time.time())
+
+    async def _op_zero(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        return "0"
+
+    async def _op_none(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
+        return None
+
+
+def _name_of(sxpr: list[SExpr]) -> str:
+    for item in sxpr[1:]:
+        if isinstance(item, list) and len(item) > 1 and item[0] == "name":
+            return str(item[1])
+    return ""
+
+
+_DMESG = (
+    " __  __            _____  ___   _____\n"
+    " \\ \\/ /___ _ __   |___ / / _ \\ |___ /\n"
+    "(XEN) Xen version 3.0.3-0 (simulated) (gcc version 4.1.1)\n"
+    "(XEN) Command line: dom0_mem=2048M\n"
+    "(XEN) Scheduling domain 0.\n"
+)
