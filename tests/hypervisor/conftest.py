@@ -207,3 +207,8 @@ async def gated(server: PrivcmdServer) -> AsyncIterator[tuple[Hypervisor, GatedD
     finally:
         driver.release.set()
         await hv.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``guests`` marker (how many guests a simulated node starts with)."""
+    config.addinivalue_line("markers", "guests(n): start the simulated node with n guests")
