@@ -1,0 +1,118 @@
+"""``python -m aiovirt.sim --dir DIR``: run a simulated Xen node until SIGTERM or SIGINT.
+
+Prints exactly one JSON line to stdout once every server listens::
+
+    {"uri": ..., "xenstore": ..., "xenstore_ro": ..., "xend": "http://127.0.0.1:PORT",
+     "xend_unix": ..., "privcmd": ...}
+
+Logs go to stderr. Exit status: 0 after a clean stop, 1 if the directory is held by a live
+node (or cannot be used), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiovirt.protocol.xs_wire import XsOp
+from aiovirt.sim.faults import Faults
+from aiovirt.sim.node import SimDirInUse, SimNode
+from aiovirt.sim.xend import ERROR_STYLES
+
+log = logging.getLogger("aiovirt.sim")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m aiovirt.sim",
+        description="Run a simulated Xen node: xenstored, xend and the hypercall endpoint.")
+    p.add_argument("--dir", required=True, help="directory for the sockets (created if needed)")
+    p.add_argument("--domains", type=int, default=3, help="guests at start (default 3)")
+    p.add_argument("--xend-port", type=int, default=0, help="xend TCP port (0: a free port)")
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible guests")
+    p.add_argument("--shutdown-delay", type=float, default=0.2,
+                   help="seconds a guest takes to shut down after a request (default 0.2)")
+    p.add_argument("--error-style", choices=ERROR_STYLES, default="3.0.3",
+                   help="xend version whose error conventions to follow (default 3.0.3)")
+    p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    f = p.add_argument_group("fault injection")
+    f.add_argument("--xend-delay", type=float, default=0.0, help="delay every xend reply (s)")
+    f.add_argument("--xend-fail-op", action="append", default=[], metavar="OP",
+                   help="xend answers 500 for OP (repeatable; * for all)")
+    f.add_argument("--xend-stall-op", action="append", default=[], metavar="OP",
+                   help="xend never answers OP (repeatable; * for all)")
+    f.add_argument("--xend-drop-after", type=int, default=None, metavar="K",
+                   help="xend drops a connection after answering K requests on it")
+    f.add_argument("--xs-delay", type=float, default=0.0, help="delay every xenstored reply (s)")
+    f.add_argument("--xs-drop-after", type=int, default=None, metavar="K",
+                   help="xenstored drops a connection after answering K requests on it")
+    f.add_argument("--xs-stall-op", action="append", default=[], metavar="OP",
+                   help="xenstored never answers OP (name like READ, or number; repeatable)")
+    f.add_argument("--xs-stall-path", action="append", default=[], metavar="PREFIX",
+                   help="xenstored never answers requests on paths starting with PREFIX")
+    return p
+
+
+def faults_from(args: argparse.Namespace) -> Faults:
+    """Return the fault knobs the command line asked for."""
+    from aiovirt.sim.xenstored import XsFaults
+
+    faults = Faults()
+    xf = faults.xend
+    xf.delay = args.xend_delay
+    xf.fail_ops.update(args.xend_fail_op)
+    xf.stall_ops.update(args.xend_stall_op)
+    xf.drop_after = args.xend_drop_after
+    ops: set[int] = set()
+    for name in args.xs_stall_op:
+        ops.add(int(name) if name.isdigit() else int(XsOp[name.upper()]))
+    faults.xenstore = XsFaults(delay=args.xs_delay, drop_after=args.xs_drop_after,
+                               stall_ops=ops, stall_paths=set(args.xs_stall_path))
+    return faults
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the node until SIGTERM/SIGINT; return the exit status."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    node = SimNode(args.dir, domains=args.domains, seed=args.seed, xend_port=args.xend_port,
+                   shutdown_delay=args.shutdown_delay, error_style=args.error_style,
+                   faults=faults_from(args))
+    try:
+        await node.start()
+    except SimDirInUse as exc:
+        print(f"aiovirt.sim: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"aiovirt.sim: cannot start in {args.dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sys.stdout.write(json.dumps(node.endpoints) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await node.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m aiovirt.sim``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.domains < 0:
+        build_parser().error("--domains must be >= 0")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
