@@ -199,10 +199,11 @@ class EventStream:
     """
 
     def __init__(self, source: _EventSource, queue_size: int, interval: float) -> None:
+        self._source: _EventSource | None = None
         if queue_size < 1:
             raise VirtError(ErrorNumber.INVALID_ARG,
                             info=f"queue_size must be at least 1, not {queue_size}")
-        self._source: _EventSource | None = source
+        self._source = source
         self._queue: deque[DomainEvent] = deque()
         self._queue_size = queue_size
         self._dropped = 0
@@ -311,7 +312,8 @@ class _EventSource:
         self._probe = probe
         self._intervals: dict[int, float] = {}
         self._default_interval = interval
-        self._consumers: list[EventStream] = []
+        # weak: a stream dropped without aclose() (a bare ``break``) must be collectable
+        self._consumers: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._tracked: dict[int, _Tracked] = {}
         self._unnamed: dict[int, int] = {}  # domid -> lookups tried
         self._recheck: asyncio.TimerHandle | None = None
@@ -324,9 +326,15 @@ class _EventSource:
         self._closing = False
         self._closer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._idle = False
         self.scans = 0
         self.watch_firings = 0
         self.reconnects = 0
+
+    @property
+    def idle(self) -> bool:
+        """Return True when no scan is running or due (all changes seen so far are reported)."""
+        return self._idle and not self._kick.is_set()
 
     @property
     def interval(self) -> float:
@@ -335,7 +343,7 @@ class _EventSource:
 
     def subscribe(self, stream: EventStream, interval: float | None = None) -> None:
         """Add a consumer; the first one starts the source's tasks."""
-        self._consumers.append(stream)
+        self._consumers.add(stream)
         self._intervals[id(stream)] = interval if interval is not None else self._default_interval
         if not self._tasks and not self._closing:
             self._start()
@@ -359,8 +367,7 @@ class _EventSource:
             self._closer = loop.create_task(self.close())
 
     def _detach(self, stream: EventStream) -> None:
-        with contextlib.suppress(ValueError):
-            self._consumers.remove(stream)
+        self._consumers.discard(stream)
         self._intervals.pop(id(stream), None)
 
     def _start(self) -> None:
@@ -397,10 +404,7 @@ class _EventSource:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for stream in list(self._consumers):
-            stream._fail(self._failure)
-        self._consumers.clear()
-        _SOURCES.pop(self._conn, None)
+        self._end(self._failure)
 
     # -- producing ------------------------------------------------------------------------------
 
@@ -415,24 +419,46 @@ class _EventSource:
             await self._baseline()
             self._ready.set()
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), self.interval)
+                self._idle = True
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.interval):
+                            await self._kick.wait()
+                finally:
+                    self._idle = False
                 self._kick.clear()
                 try:
                     await self._scan()
                 except VirtError as err:
-                    if err.code in (ErrorNumber.INVALID_CONN,):
-                        raise
+                    if getattr(self._conn, "closed", False):
+                        log.debug("event source: connection closed; ending the streams")
+                        self._stop_from_inside(None)
+                        return
                     log.warning("event scan failed, retrying in %.2fs: %s", self.interval, err)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:
+        except Exception as exc:
             self._failure = exc
             log.error("event source for %r stopped: %s", self._conn, exc)
-            for stream in list(self._consumers):
-                stream._fail(exc)
-            self._consumers.clear()
-            _SOURCES.pop(self._conn, None)
+            self._stop_from_inside(exc)
+
+    def _stop_from_inside(self, exc: BaseException | None) -> None:
+        """Stop from one of the source's own tasks: cancel the others, end the streams."""
+        self._closing = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._end(exc)
+
+    def _end(self, exc: BaseException | None) -> None:
+        """End every consumer's iteration (raising ``exc`` in it, if given) and forget them."""
+        for stream in list(self._consumers):
+            stream._fail(exc)
+        self._consumers.clear()
+        self._intervals.clear()
+        if _SOURCES.get(self._conn) is self:
+            del _SOURCES[self._conn]
 
     async def _baseline(self) -> None:
         for seen in await self._probe.scan():

@@ -338,7 +338,8 @@ async def cmd_events(conn: Connection, args: argparse.Namespace, out: Output) ->
         while args.count is None or count < args.count:
             try:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                event = await asyncio.wait_for(anext(iterator), remaining)
+                async with asyncio.timeout(remaining):
+                    event = await anext(iterator)
             except (TimeoutError, StopAsyncIteration):
                 break
             count += 1

@@ -227,7 +227,8 @@ async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri
             if args.iterations is not None and refreshes >= args.iterations:
                 break
             try:
-                key = await asyncio.wait_for(keys.get(), max(0.0, next_sample - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_sample - time.monotonic())):
+                    key = await keys.get()
             except TimeoutError:
                 continue
             if key in ("q", "\x03"):

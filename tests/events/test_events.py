@@ -1,0 +1,196 @@
+"""Lifecycle events produced by real actions on a simulated node."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+
+import pytest
+
+from aiovirt.connection import Connection
+from aiovirt.events import _SOURCES, DomainEvent, EventKind, EventStream, domain_events
+from aiovirt.sim.node import SimNode
+from tests.events.conftest import wait_until
+
+# Polling only has to find pauses and memory changes; keep it fast so the tests are.
+INTERVAL = 0.05
+
+CREATE_XML = """<domain type='xen'>
+  <name>{name}</name>
+  <os><type>linux</type><kernel>/boot/vmlinuz-xen</kernel><root>/dev/sda1</root></os>
+  <memory>131072</memory>
+  <vcpu>2</vcpu>
+  <devices>
+    <disk type='file'><source file='/srv/{name}.img'/><target dev='sda1'/></disk>
+  </devices>
+</domain>
+"""
+
+
+async def next_event(stream: EventStream, limit: float = 5.0) -> DomainEvent:
+    async with asyncio.timeout(limit):
+        return await anext(stream)
+
+
+async def expect(stream: EventStream, name: str, kind: EventKind, detail: str | None = None,
+                 ) -> DomainEvent:
+    """Read the next event and check it is ``kind`` for domain ``name``."""
+    event = await next_event(stream)
+    assert event.domain is not None, event
+    got = (event.domain.name, event.kind, event.detail if detail is not None else None)
+    assert got == (name, kind, detail), f"expected {name} {kind} {detail}, got {event}"
+    return event
+
+
+async def test_every_kind_is_reported_once_in_order(node: SimNode, conn: Connection) -> None:
+    workdir = tempfile.mkdtemp(prefix="avsave")
+    image = os.path.join(workdir, "vm2.save")
+    async with conn.events(interval=INTERVAL) as events:
+        vm1 = await conn.lookup_by_name("vm1")
+        await vm1.suspend()
+        await expect(events, "vm1", EventKind.SUSPENDED, "paused")
+        await vm1.resume()
+        await expect(events, "vm1", EventKind.RESUMED, "unpaused")
+        await vm1.set_memory(65536)
+        mem = await expect(events, "vm1", EventKind.MEMORY_CHANGED)
+        assert mem.detail.startswith("memory=65536 ")
+        info = await vm1.info()
+        await vm1.set_max_memory(info.max_mem + 1024)
+        await expect(events, "vm1", EventKind.MEMORY_CHANGED,
+                     f"memory=65536 max={info.max_mem + 1024}")
+        await vm1.shutdown()
+        await expect(events, "vm1", EventKind.STOPPED, "shutdown")
+
+        vm2 = await conn.lookup_by_name("vm2")
+        await vm2.save(image)
+        await expect(events, "vm2", EventKind.STOPPED, "saved")
+        await conn.restore(image)
+        restored = await expect(events, "vm2", EventKind.STARTED, "restored")
+        assert restored.domain is not None and restored.domain.uuid == vm2.uuid
+        assert restored.domain.id != vm2.id
+
+        vm3 = await conn.lookup_by_name("vm3")
+        await vm3.destroy()
+        await expect(events, "vm3", EventKind.STOPPED, "destroyed")
+
+        new = await conn.create_linux(CREATE_XML.format(name="fresh"))
+        started = await expect(events, "fresh", EventKind.STARTED, "booted")
+        assert started.domain == new
+        node.set_vcpus("fresh", 1)  # no public call for this yet: act as xend's set_vcpus
+        await expect(events, "fresh", EventKind.VCPUS_CHANGED, "vcpus=1")
+        await new.reboot()
+        await expect(events, "fresh", EventKind.STOPPED, "rebooted")
+        again = await expect(events, "fresh", EventKind.STARTED, "restarted")
+        assert again.domain is not None and again.domain.id != new.id
+
+        node.crash("vm4")  # a guest crashing is not something the API can do
+        await expect(events, "vm4", EventKind.STOPPED, "crashed")
+        await expect(events, "vm4", EventKind.STARTED, "restarted")  # on_crash = restart
+
+        # Nothing else is queued: the next event is the one for this last action.
+        assert events.get_nowait() is None
+        last = await conn.lookup_by_name("vm2")
+        await last.destroy()
+        await expect(events, "vm2", EventKind.STOPPED, "destroyed")
+
+
+async def test_creation_pause_is_not_reported_but_a_lasting_pause_is(
+        node: SimNode, conn: Connection) -> None:
+    async with conn.events(interval=INTERVAL) as events:
+        template = node.get("vm1").config_sxpr()
+        config = [item for item in template
+                  if not (isinstance(item, list) and item and item[0] in ("name", "uuid"))]
+        node.create([*config, ["name", "held"]])  # xend leaves a new domain paused
+        await expect(events, "held", EventKind.STARTED, "booted")
+        await expect(events, "held", EventKind.SUSPENDED, "paused")  # after the grace period
+        node.unpause("held")
+        await expect(events, "held", EventKind.RESUMED, "unpaused")
+
+
+async def test_every_consumer_gets_every_event(conn: Connection) -> None:
+    async with conn.events(interval=INTERVAL) as first, \
+            conn.events(interval=INTERVAL) as second:
+        assert len({id(s) for s in _SOURCES.values()}) == 1  # one shared source
+        for name in ("vm1", "vm2", "vm3"):
+            await (await conn.lookup_by_name(name)).destroy()
+        got_first = [await next_event(first) for _ in range(3)]
+        got_second = [await next_event(second) for _ in range(3)]
+    assert got_first == got_second
+    assert [(e.domain.name if e.domain else None, e.kind) for e in got_first] == [
+        ("vm1", EventKind.STOPPED), ("vm2", EventKind.STOPPED), ("vm3", EventKind.STOPPED)]
+
+
+async def test_a_stalled_consumer_overflows_without_blocking_others(
+        node: SimNode, conn: Connection) -> None:
+    async with conn.events(interval=INTERVAL, queue_size=2) as stalled, \
+            conn.events(interval=INTERVAL) as reader:
+        for step in range(5):
+            node.set_memory_target("vm1", 65536 + 4096 * step)
+            event = await next_event(reader)
+            assert event.kind is EventKind.MEMORY_CHANGED
+            assert event.detail.startswith(f"memory={65536 + 4096 * step} ")
+        assert stalled.dropped == 3
+        kinds = [(await next_event(stalled)).kind for _ in range(3)]
+        assert kinds == [EventKind.MEMORY_CHANGED, EventKind.MEMORY_CHANGED, EventKind.OVERFLOW]
+        assert stalled.dropped == 0
+        # after the overflow the stalled consumer receives new events again
+        node.set_memory_target("vm1", 131072)
+        assert (await next_event(stalled)).kind is EventKind.MEMORY_CHANGED
+
+
+async def test_leaving_the_loop_releases_the_watches(node: SimNode, conn: Connection) -> None:
+    daemon = node._xenstored
+    before = daemon.connection_count
+
+    async def destroy_once_watching() -> None:
+        await wait_until(lambda: conn in _SOURCES and _SOURCES[conn]._ready.is_set())
+        await (await conn.lookup_by_name("vm1")).destroy()
+
+    actor = asyncio.create_task(destroy_once_watching())
+    async for event in conn.events(interval=INTERVAL):
+        assert daemon.connection_count == before + 1  # the source's own watch connection
+        assert event.kind is EventKind.STOPPED
+        break
+    await actor
+    # a bare `break` drops the stream; the source notices and stops
+    await wait_until(lambda: conn not in _SOURCES)
+    await wait_until(lambda: daemon.connection_count == before)
+
+
+async def test_async_with_exit_releases_the_watches(node: SimNode, conn: Connection) -> None:
+    daemon = node._xenstored
+    before = daemon.connection_count
+    async with conn.events(interval=INTERVAL):
+        assert daemon.connection_count == before + 1
+    assert conn not in _SOURCES
+    await wait_until(lambda: daemon.connection_count == before)
+
+
+async def test_after_a_xenstore_reconnect_what_changed_meanwhile_is_reported(
+        node: SimNode, conn: Connection) -> None:
+    # A long interval: only the resynchronisation can report the change in time.
+    async with domain_events(conn, interval=60) as events:
+        source = _SOURCES[conn]
+        node.destroy("vm1")
+        await expect(events, "vm1", EventKind.STOPPED, "destroyed")
+        await wait_until(lambda: source.idle)
+        daemon = node._xenstored
+        await daemon.close()            # xenstored goes away, dropping every client ...
+        node.destroy("vm2")             # ... a domain goes while nobody watches ...
+        await daemon.start()            # ... and xenstored comes back
+        await expect(events, "vm2", EventKind.STOPPED, "destroyed")
+        assert source.reconnects == 1
+        # and the stream goes on as before
+        node.destroy("vm3")
+        await expect(events, "vm3", EventKind.STOPPED, "destroyed")
+
+
+async def test_invalid_arguments_are_refused(conn: Connection) -> None:
+    from aiovirt.errors import ErrorNumber, VirtError
+
+    with pytest.raises(VirtError) as info:
+        domain_events(conn, interval=0)
+    assert info.value.code == ErrorNumber.INVALID_ARG
+    with pytest.raises(VirtError):
+        domain_events(conn, queue_size=0)
