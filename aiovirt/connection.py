@@ -255,7 +255,7 @@ class Connection:
             raise err from cause
 
     async def _start_sim(self, spec: ConnectionURI) -> ConnectionURI:
-        from aiovirt.sim.node import SimNode  # type: ignore[import-not-found, unused-ignore]
+        from aiovirt.sim.node import SimNode
 
         directory = tempfile.mkdtemp(prefix="avsim")
         self._stack.callback(shutil.rmtree, directory, True)

@@ -88,10 +88,15 @@ async def test_a_missing_backend_falls_back_to_the_others(node: SimNode,
         assert (await (await conn.lookup_by_name("vm2")).info()).state == aiovirt.DomainState.PAUSED
 
 
-async def test_hypervisor_auto_without_xen_falls_back(node: SimNode) -> None:
-    async with aiovirt.open(uri_for(node, hypervisor="auto")) as conn:
-        assert "hypervisor" not in conn.backends  # no /proc/xen on this machine
+@pytest.mark.parametrize("kind", ["auto", "xenctrl"])
+async def test_no_real_hypervisor_here_falls_back_to_xend(node: SimNode, kind: str) -> None:
+    async with aiovirt.open(uri_for(node, hypervisor=kind)) as conn:
+        assert "hypervisor" not in conn.backends  # no Xen hypervisor on this machine
+        assert conn.unavailable["hypervisor"]
         assert await conn.num_of_domains() == len(node.domains)
+        dom = await conn.lookup_by_name("vm1")
+        await dom.suspend()  # through xend instead
+        assert node.get("vm1").paused
 
 
 async def test_open_cancelled_at_any_point_leaves_the_node_usable(node: SimNode) -> None:
@@ -111,3 +116,16 @@ async def test_open_cancelled_at_any_point_leaves_the_node_usable(node: SimNode)
 
 def _exists(path: str) -> bool:
     return os.path.exists(path)
+
+
+async def test_events_are_delegated_to_aiovirt_events(node: SimNode) -> None:
+    from aiovirt.events import EventKind
+
+    async with aiovirt.open(node.uri) as conn:
+        dom = await conn.lookup_by_name("vm3")
+        async with conn.events(interval=0.05) as events:
+            await dom.destroy()
+            async with asyncio.timeout(5):
+                async for event in events:
+                    if event.kind == EventKind.STOPPED and event.domain == dom:
+                        break
