@@ -346,6 +346,9 @@ def parse_config(text_or_expr: str | bytes | SExpr) -> list[SExpr]:
     try:
         values = parse_all(text_or_expr) if isinstance(text_or_expr, (str, bytes)) else []
     except SexprError as exc:
+        if exc.reason.startswith("unterminated list"):
+            # xend's reader yields nothing for an unclosed list; op_create then fails so
+            raise SimError("Configuration error list index out of range") from exc
         raise SimError(f"Invalid configuration {exc.reason}") from exc
     if not values or not isinstance(values[0], list) or not values[0]:
         raise SimError("Configuration error list index out of range")
@@ -878,6 +881,7 @@ class SimNode:
         action = {0: dom.on_poweroff, 1: dom.on_reboot, 3: dom.on_crash}.get(code, "destroy")
         if action == "preserve":
             self._w(f"{dom.home}/xend/shutdown_completed", "True")
+            self._notify()
         elif action in ("restart", "rename-restart"):
             self._restart(dom)
         else:
@@ -1117,7 +1121,7 @@ class SimNode:
                 continue
             dev = item[1] if len(item) > 1 else None
             if not (isinstance(dev, list) and dev and dev[0] in DEVICE_CLASSES):
-                raise SimError(f"invalid device ({dumps(dev) if dev is not None else ''})")
+                raise SimError(f"invalid device {dumps(dev) if dev is not None else '()'}")
             if dev[0] in ("vbd", "tap"):
                 vbds.append(self._vbd_from(dev))
             elif dev[0] == "vif":
@@ -1153,7 +1157,7 @@ class SimNode:
         if mode not in ("r", "w", "w!"):
             raise SimError("Invalid mode")
         if not name:
-            raise SimError(f"invalid device ({dumps(dev)})")
+            raise SimError(f"invalid device {dumps(dev)}")
         return Vbd(blkdev_number(name), name, uname, mode, device_type,
                    py_int(_value(dev, "backend", "0") or 0))
 

@@ -160,14 +160,15 @@ class XendServer:
         app = web.Application(client_max_size=BODY_LIMIT + 1)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_response_prepare.append(self._shape_headers)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
         try:
             if self.unix_path is not None:
-                await web.UnixSite(runner, self.unix_path, shutdown_timeout=0.5).start()
+                await web.UnixSite(runner, self.unix_path).start()
             if self._want_tcp:
-                await web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5).start()
+                await web.TCPSite(runner, self.host, self.port).start()
                 for addr in runner.addresses:
                     if isinstance(addr, tuple):
                         self.port = int(addr[1])
