@@ -46,7 +46,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol.privcmd import MAX_BATCH, DomainInfoRecord, PhysInfo
@@ -205,12 +205,13 @@ class HypercallExecutor:
 
 
 class _Batch:
-    """The requests one GETDOMAININFOLIST answers: ``(future, domid or None for all)``."""
+    """The requests one GETDOMAININFOLIST answers: futures and their domids (None: all)."""
 
-    __slots__ = ("waiters",)
+    __slots__ = ("domids", "futures")
 
     def __init__(self) -> None:
-        self.waiters: list[tuple[asyncio.Future[Any], int | None]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.domids: list[int | None] = []
 
 
 class Hypervisor:
@@ -340,26 +341,42 @@ class Hypervisor:
 
         None means no such domain (a vanished id never yields another domain's record).
         """
-        if self._closing is not None:
-            self._check_open()
-        if type(domid) is not int or not 0 <= domid < DOMID_FIRST_RESERVED:
-            _checked(domid)
-        fut: asyncio.Future[DomainInfoRecord | None] = asyncio.get_running_loop().create_future()
-        batch = self._forming
-        if batch is None:
-            batch = self._new_batch()
-        batch.waiters.append((fut, domid))
-        return await fut
+        return await self.request_info(domid)
 
     async def list_domains(self) -> list[DomainInfoRecord]:
         """Return the records of every domain, in id order, from a batch started after this call."""
-        self._check_open()
-        fut: asyncio.Future[list[DomainInfoRecord]] = asyncio.get_running_loop().create_future()
+        return await self.request_info(None)
+
+    @overload
+    def request_info(self, domid: int) -> asyncio.Future[DomainInfoRecord | None]: ...
+
+    @overload
+    def request_info(self, domid: None) -> asyncio.Future[list[DomainInfoRecord]]: ...
+
+    def request_info(self, domid: int | None) -> asyncio.Future[Any]:
+        """Return a future of ``domid``'s record (or None), or of every record for ``domid=None``.
+
+        What :meth:`domain_info` and :meth:`list_domains` await, for callers that ask for
+        thousands at once: a plain future costs no coroutine, and gathered futures cost no task
+        each. The request joins the batch forming now, so its answer comes from a hypercall made
+        after this call. The future is this request's own: cancelling it leaves the batch to the
+        others. Errors (closed, invalid id) are set on the future, not raised.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._closing is not None or (domid is not None and (
+                type(domid) is not int or not 0 <= domid < DOMID_FIRST_RESERVED)):
+            try:
+                self._check_open()
+                _checked(domid)
+            except VirtError as err:
+                fut.set_exception(err)
+            return fut
         batch = self._forming
         if batch is None:
             batch = self._new_batch()
-        batch.waiters.append((fut, None))
-        return await fut
+        batch.futures.append(fut)
+        batch.domids.append(domid)
+        return fut
 
     def _new_batch(self) -> _Batch:
         batch = self._forming = _Batch()
@@ -402,12 +419,12 @@ class Hypervisor:
         return [rec for rec in page[:1] if rec.domid == domid]
 
     async def _serve(self, batch: _Batch) -> None:
-        waiters = [w for w in batch.waiters if not w[0].done()]
-        if not waiters:
+        live = [i for i, fut in enumerate(batch.futures) if not fut.done()]
+        if not live:
             return
         self.stats["batches"] += 1
-        self.stats["info_requests"] += len(waiters)
-        lone = waiters[0][1] if len(waiters) == 1 else None
+        self.stats["info_requests"] += len(live)
+        lone = batch.domids[live[0]] if len(live) == 1 else None
         try:
             if lone is not None:
                 records = await self.executor.run(self._fetch_one, lone)
@@ -417,7 +434,7 @@ class Hypervisor:
             self._fail(batch, exc)
             return
         by_id: dict[int, DomainInfoRecord] | None = None
-        for fut, domid in waiters:
+        for fut, domid in zip(batch.futures, batch.domids, strict=True):
             if fut.done():
                 continue
             if domid is None:
@@ -429,7 +446,7 @@ class Hypervisor:
 
     def _fail(self, batch: _Batch, exc: BaseException | None) -> None:
         """Fail every unanswered request of ``batch``, each with its own error."""
-        for fut, domid in batch.waiters:
+        for fut, domid in zip(batch.futures, batch.domids, strict=True):
             if fut.done():
                 continue
             if exc is None:

@@ -75,6 +75,21 @@ async def test_thousand_concurrent_infos_cost_a_few_batch_calls(sockdir: Path) -
         assert server.stats[PrivcmdOp.GETDOMAININFOLIST] <= 3
 
 
+async def test_gathered_info_futures_answer_each_request(
+    hv: Hypervisor, model: MemoryHypervisor
+) -> None:
+    futures = [hv.request_info(i) for i in range(5)]
+    futures[1].cancel()  # leaves the batch to the others
+    everything = hv.request_info(None)
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [r.domid if r else r for r in results[2:]] == [2, 3, None]  # type: ignore[union-attr]
+    assert [r.domid for r in await everything] == sorted(model.domains)
+    bad = hv.request_info(-5)
+    with pytest.raises(VirtError):
+        await bad
+
+
 async def test_list_domains_pages_through_more_than_one_batch(sockdir: Path) -> None:
     model = MemoryHypervisor(MAX_BATCH + 10)
     async with PrivcmdServer(model, sockdir / "privcmd") as server, \
