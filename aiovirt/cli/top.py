@@ -137,10 +137,11 @@ def build_frame(rows: Sequence[DomainRow], *, uri: str, sort: str, reverse: bool
     ordered = sort_rows(list(rows), sort, reverse)
     visible = max(1, height - 6)
     header = Text.assemble(
-        ("aiovirsh top", "bold"), f"  {uri}  ",
-        clock or time.strftime("%H:%M:%S"), f"  every {interval:g}s  sort: {sort}",
-        " (reversed)" if reverse else "",
+        ("aiovirsh top", "bold"), "  ", clock or time.strftime("%H:%M:%S"),
+        f"  every {interval:g}s  sort: {sort}", " (reversed)" if reverse else "", f"  {uri}",
     )
+    header.no_wrap = True
+    header.overflow = "ellipsis"
     grid = Table(box=None, expand=True, pad_edge=False, show_edge=False, header_style="bold")
     grid.add_column("ID", justify="right", no_wrap=True)
     grid.add_column("NAME", no_wrap=True, overflow="ellipsis", ratio=1)
