@@ -31,7 +31,10 @@ from aiovirt.protocol.privcmd import DomainInfoRecord, PhysInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LAYOUTS", "SONAME", "XcDomainInfo", "XcPhysInfo", "XenctrlDriver", "load_library"]
+__all__ = [
+    "LAYOUTS", "SONAME", "XcDomainInfo", "XcPhysInfo", "XenctrlDriver", "load_library",
+    "records_of",
+]
 
 SONAME = "libxenctrl.so.4.17"
 XENVER_VERSION = 0
@@ -100,6 +103,18 @@ LAYOUTS: dict[str, tuple[type[ctypes.Structure], tuple[str, ...]]] = {
         "total_pages", "free_pages", "hw_cap",
     )),
 }
+
+
+def records_of(buf: ctypes.Array[XcDomainInfo], count: int) -> list[DomainInfoRecord]:
+    """Return the first ``count`` entries of an ``xc_domaininfo_t`` array as records."""
+    return [
+        DomainInfoRecord(
+            info.domain, info.flags, info.tot_pages, info.max_pages, info.shared_info_frame,
+            info.cpu_time, info.nr_online_vcpus, info.max_vcpu_id, info.ssidref,
+            bytes(info.handle),
+        )
+        for info in buf[:count]
+    ]
 
 
 _VMESSAGE = ctypes.CFUNCTYPE(
@@ -241,14 +256,7 @@ class XenctrlDriver:
         n = self._lib.xc_domain_getinfolist(self._xch(), first_domid, max_count, buf)
         if n < 0:
             raise _failure("xc_domain_getinfolist")
-        return [
-            DomainInfoRecord(
-                info.domain, info.flags, info.tot_pages, info.max_pages, info.shared_info_frame,
-                info.cpu_time, info.nr_online_vcpus, info.max_vcpu_id, info.ssidref,
-                bytes(info.handle),
-            )
-            for info in buf[:n]
-        ]
+        return records_of(buf, n)
 
     def _domain_op(self, name: str, domid: int) -> None:
         if getattr(self._lib, name)(self._xch(), domid) < 0:

@@ -106,6 +106,7 @@ class GatedDriver:
         self.hold = False
         self.fetched = threading.Event()
         self.release = threading.Event()
+        self.entered = threading.Event()  # set when any call starts running in a thread
         self.delay = 0.0
         self.running = 0
         self.peak = 0
@@ -117,6 +118,7 @@ class GatedDriver:
             self.calls += 1
             self.running += 1
             self.peak = max(self.peak, self.running)
+        self.entered.set()
         if self.delay:
             time.sleep(self.delay)
 

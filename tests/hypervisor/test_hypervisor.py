@@ -314,3 +314,22 @@ async def test_cancelled_call_still_queued_never_runs(server: PrivcmdServer) -> 
     finally:
         await hv.close()
     assert driver.calls == 2
+
+
+async def test_cancelled_running_call_leaves_the_connection_usable(
+    server: PrivcmdServer, model: MemoryHypervisor
+) -> None:
+    driver = GatedDriver(await asyncio.to_thread(SimPrivcmdDriver.open, server.path))
+    driver.delay = 0.05
+    hv = Hypervisor(driver, HypercallExecutor(threads=1, timeout=10), "one-thread")
+    try:
+        running = asyncio.create_task(hv.pause(1))
+        assert await asyncio.to_thread(driver.entered.wait, 10)  # the call runs in its thread
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await hv.pause(2)  # the same thread and socket, after the abandoned call finished
+        record = await hv.domain_info(1)
+    finally:
+        await hv.close()
+    assert record is not None and record.flags & DOMINF_PAUSED  # the abandoned call completed
+    assert model.domains[2].flags & DOMINF_PAUSED

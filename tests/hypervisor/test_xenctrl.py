@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 from aiovirt.backends.hypervisor import Hypervisor
-from aiovirt.backends.xenctrl import LAYOUTS, SONAME
+from aiovirt.backends.xenctrl import LAYOUTS, SONAME, XcDomainInfo, records_of
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from tests.support.interop import require, require_tool
-
-pytestmark = pytest.mark.interop
 
 HEADER = Path("/usr/include/xenctrl.h")
 
@@ -46,6 +44,22 @@ def _probe_source() -> str:
     return "\n".join(lines)
 
 
+def test_info_entries_become_records() -> None:
+    buf = (XcDomainInfo * 3)()
+    buf[1].domain = 7
+    buf[1].flags = 0x30010
+    buf[1].tot_pages, buf[1].max_pages = 1000, 2000
+    buf[1].cpu_time = 123_456_789
+    buf[1].nr_online_vcpus, buf[1].max_vcpu_id = 2, 1
+    buf[1].handle[:] = list(range(16))
+    rec = records_of(buf, 2)[1]
+    assert (rec.domid, rec.flags, rec.tot_pages, rec.max_pages) == (7, 0x30010, 1000, 2000)
+    assert (rec.cpu_time, rec.nr_online_vcpus, rec.max_vcpu_id) == (123_456_789, 2, 1)
+    assert rec.handle == bytes(range(16))
+    assert len(records_of(buf, 2)) == 2
+
+
+@pytest.mark.interop
 def test_ctypes_layouts_match_the_installed_headers(tmp_path: Path) -> None:
     gcc = require_tool("gcc")
     require(HEADER.exists(), f"libxen-dev is not installed ({HEADER} is missing)")
@@ -69,6 +83,7 @@ def test_ctypes_layouts_match_the_installed_headers(tmp_path: Path) -> None:
     assert seen == sum(len(fields) + 1 for _struct, fields in LAYOUTS.values())
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("spec", ["xenctrl", "auto"])
 async def test_open_without_a_hypervisor_says_so(
     spec: str, capfd: pytest.CaptureFixture[str]
