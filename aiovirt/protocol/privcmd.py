@@ -12,6 +12,11 @@ Reply: ``op u32, seq u32, result i32, length u32`` then ``length`` payload bytes
 GETDOMAININFOLIST (first domid ``domid``, at most ``count`` records) answers records laid out
 like Xen 3.0's ``dom0_getdomaininfo_t`` (72 bytes, see :data:`DOMAIN_INFO`), for the domains with
 id >= ``domid`` in increasing id order, as the real hypercall does.
+PAUSEDOMAIN, UNPAUSEDOMAIN, DESTROYDOMAIN act on ``domid``; SETDOMAINMAXMEM sets ``domid``'s
+maximum to ``value`` KiB. They answer ``result = 0`` and no payload, or ``-ESRCH`` for a domain
+that does not exist and ``-EPERM`` where Xen refuses (Domain-0).
+XEN_VERSION answers ``result = major << 16 | minor`` and the extra version (``".7"``) as UTF-8.
+PHYSINFO answers one :data:`PHYSINFO` struct.
 """
 
 from __future__ import annotations
