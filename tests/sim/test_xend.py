@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -229,7 +230,7 @@ async def test_vcpuinfo_by_get_and_other_queries(node: SimNode) -> None:
     assert devices[0][0] == "2049"
 
 
-def lookup_list_tail(item: list[object], key: str) -> list[object]:
+def lookup_list_tail(item: Sequence[object], key: str) -> list[object]:
     """Return the list value of ``(key (a b c))`` inside ``item``."""
     for child in item[1:]:
         if isinstance(child, list) and child and child[0] == key:
