@@ -1,0 +1,125 @@
+"""Time to build one ``aiovirsh top`` frame for 1,000 domains, against one full info() refresh.
+
+A simulated node with ``--domains`` guests runs in a child process (``python -m aiovirt.sim``).
+Measured in the same run, medians of ``--rounds``:
+
+- baseline, ``refresh``: what each refresh must fetch anyway: ``conn.list_domains()`` plus every
+  domain's ``info()`` at once (:func:`aiovirt.cli.top.collect`);
+- ``frame``: everything ``top`` does with those samples: CPU % from the cpu_time deltas
+  (:class:`~aiovirt.cli.top.TopModel`), sort, build the rich renderable and render it to a
+  120x50 terminal (:func:`~aiovirt.cli.top.build_frame`), ANSI escapes included;
+- ``--once``: the plain-text snapshot of every domain (:func:`~aiovirt.cli.top.text_snapshot`).
+
+Target: a frame under 50 ms. Usage: ``python benchmarks/top_frame.py [--domains 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from rich.console import Console  # noqa: E402
+
+import aiovirt  # noqa: E402
+from aiovirt.cli.top import TopModel, build_frame, collect, text_snapshot  # noqa: E402
+
+WIDTH, HEIGHT = 120, 50
+
+
+def start_node(directory: str, domains: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start ``python -m aiovirt.sim`` and return it with its endpoints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiovirt.sim", "--dir", directory, "--domains", str(domains),
+         "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit("the simulated node did not start")
+    return proc, json.loads(line)
+
+
+async def timed(fn: Callable[[], Awaitable[object]], rounds: int) -> list[float]:
+    """Return the wall times of ``rounds`` calls of ``fn``."""
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def bench(uri: str, rounds: int) -> int:
+    """Measure and print; return 0 if the frame target is met."""
+    async with aiovirt.open(uri) as conn:
+        samples = await collect(conn)
+        refresh = await timed(lambda: collect(conn), rounds)
+
+        model = TopModel()
+        model.update(samples, time.monotonic() - 1.0)
+        console = Console(file=io.StringIO(), width=WIDTH, height=HEIGHT, force_terminal=True,
+                          color_system="truecolor")
+
+        async def frame() -> None:
+            rows = model.update(samples, time.monotonic())
+            console.file = io.StringIO()
+            console.print(build_frame(rows, uri=uri, sort="cpu", reverse=False, interval=1.0,
+                                      height=HEIGHT, clock="00:00:00"))
+
+        async def once() -> None:
+            text_snapshot(model.update(samples, time.monotonic()), "cpu", False)
+
+        frames = await timed(frame, rounds * 5)
+        snapshots = await timed(once, rounds)
+        drawn = console.file.getvalue() if isinstance(console.file, io.StringIO) else ""
+
+    base = statistics.median(refresh)
+    f = statistics.median(frames)
+    o = statistics.median(snapshots)
+    print(f"aiovirt {aiovirt.__version__}: top for {len(samples)} domains, "
+          f"{WIDTH}x{HEIGHT} terminal ({len(drawn)} bytes drawn per frame)")
+    print(f"  baseline  refresh: list_domains + {len(samples)} info()   "
+          f"{base * 1e3:7.2f} ms")
+    print(f"  frame     CPU%, sort, build, render                {f * 1e3:7.2f} ms   "
+          f"x{f / base:5.2f} refresh   target < 50 ms: {'ok' if f < 0.05 else 'MISSED'}")
+    print(f"  --once    plain table of all {len(samples)} domains        {o * 1e3:7.2f} ms   "
+          f"x{o / base:5.2f} refresh")
+    print(f"  one refresh + frame: {(base + f) * 1e3:.1f} ms, "
+          f"{1 / (base + f):.1f} refreshes/s possible")
+    return 0 if f < 0.05 else 1
+
+
+def main() -> int:
+    """Parse the arguments, start a node, run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="avbtop")
+    proc, endpoints = start_node(directory, args.domains)
+    try:
+        return asyncio.run(bench(endpoints["uri"], args.rounds))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
