@@ -360,9 +360,10 @@ class _EventSource:
         if not self._consumers and self._tasks:
             try:
                 loop = asyncio.get_running_loop()
-            except RuntimeError:
+            except RuntimeError:  # collected outside the loop (e.g. at interpreter exit)
                 for task in self._tasks:
-                    task.get_loop().call_soon_threadsafe(task.cancel)
+                    with contextlib.suppress(RuntimeError):  # that loop is closed already
+                        task.get_loop().call_soon_threadsafe(task.cancel)
                 return
             self._closer = loop.create_task(self.close())
 
@@ -645,6 +646,9 @@ class _EventSource:
             except (VirtError, OSError, EOFError) as exc:
                 if first:
                     raise
+                if getattr(self._conn, "closed", False):
+                    self._stop_from_inside(None)
+                    return
                 delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 log.warning("xenstore watch connection to %s lost (%s); reconnecting in %.2fs",

@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+import aiovirt
 from aiovirt.connection import Connection
 from aiovirt.events import _SOURCES, DomainEvent, EventKind, EventStream, domain_events
 from aiovirt.sim.node import SimNode
@@ -194,3 +195,19 @@ async def test_invalid_arguments_are_refused(conn: Connection) -> None:
     assert info.value.code == ErrorNumber.INVALID_ARG
     with pytest.raises(VirtError):
         domain_events(conn, queue_size=0)
+
+
+async def test_a_read_only_connection_gets_events_through_xend(node: SimNode) -> None:
+    # read-only: no hypervisor, so the stream polls xend's domain list instead
+    async with aiovirt.open_read_only(node.uri) as conn:
+        assert "hypervisor" not in conn.backends
+        async with conn.events(interval=INTERVAL) as events:
+            node.pause("vm1")
+            await expect(events, "vm1", EventKind.SUSPENDED, "paused")
+            node.unpause("vm1")
+            await expect(events, "vm1", EventKind.RESUMED, "unpaused")
+            node.crash("vm2")
+            await expect(events, "vm2", EventKind.STOPPED, "crashed")
+            await expect(events, "vm2", EventKind.STARTED, "restarted")
+            node.destroy("vm3")
+            await expect(events, "vm3", EventKind.STOPPED, "destroyed")
