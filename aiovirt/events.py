@@ -644,8 +644,11 @@ class _EventSource:
             except asyncio.CancelledError:
                 raise
             except (VirtError, OSError, EOFError) as exc:
-                if first:
-                    raise
+                if first:  # never watched: the stream cannot start
+                    self._failure = exc
+                    log.error("event source for %r cannot watch %s: %s", self._conn, path, exc)
+                    self._stop_from_inside(exc)
+                    return
                 if getattr(self._conn, "closed", False):
                     self._stop_from_inside(None)
                     return
