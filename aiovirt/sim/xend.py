@@ -260,7 +260,14 @@ class XendServer:
             reply = _Reply(500, f"Request failed: {op_name}", ["xend.err", faults.fail_message],
                            content_type=SXP)
         else:
-            reply = await self._route(request, segments, args)
+            try:
+                reply = await self._route(request, segments, args)
+            except Exception:
+                # xend answered an unexpected failure this way and closed the connection
+                log.exception("simulated xend failed on %s %s", method, request.raw_path)
+                resp = web.Response(status=500, reason="Internal server error")
+                resp.force_close()
+                return resp
         if reply.drop:
             return self._drop(request)
         self._answered[proto] = answered + 1
