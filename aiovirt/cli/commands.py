@@ -331,9 +331,9 @@ async def cmd_events(conn: Connection, args: argparse.Namespace, out: Output) ->
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     count = 0
     async with domain_events(conn, interval=args.interval) as events:
-        if not out.json:
-            print(f"watching {args.connect or 'the node'} for domain events", file=sys.stderr,
-                  flush=True)
+        # on stderr, so scripts reading stdout see only events: from here on nothing is missed
+        print(f"watching {args.connect or 'xen:///'} for domain events", file=sys.stderr,
+              flush=True)
         iterator = aiter(events)
         while args.count is None or count < args.count:
             try:

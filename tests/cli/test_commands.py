@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
 
-from tests.cli.conftest import SimProcess, aiovirsh
+from tests.cli.conftest import ROOT, SimProcess, aiovirsh
 
 CREATE_XML = """<domain type='xen'>
   <name>{name}</name>
@@ -232,3 +234,35 @@ def test_sim_uri_runs_an_embedded_node(args: tuple[str, ...]) -> None:
     res = aiovirsh(*args, uri="sim:///")
     assert res.code == 0, res.err
     assert "Domain-0" in res.out
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_events_prints_what_happens(sim: SimProcess, as_json: bool) -> None:
+    victim = "fresh-events-json" if as_json else "fresh-events-text"
+    path = os.path.join(sim.directory, f"{victim}.xml")
+    with open(path, "w") as fh:
+        fh.write(CREATE_XML.format(name=victim))
+    cmd = [sys.executable, "-m", "aiovirt", "-c", sim.uri, "events", "--count", "2",
+           "--timeout", "20", "--interval", "0.1"] + (["--json"] if as_json else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("watching ")  # subscribed: act now
+        assert aiovirsh("create", path, uri=sim.uri).code == 0
+        assert aiovirsh("destroy", victim, uri=sim.uri).code == 0
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2
+    if as_json:
+        events = [json.loads(line) for line in lines]
+        assert [(e["name"], e["kind"], e["detail"]) for e in events] == [
+            (victim, "started", "booted"), (victim, "stopped", "destroyed")]
+    else:
+        assert lines[0].split()[2:] == [victim, "started", "booted"]
+        assert lines[1].split()[2:] == [victim, "stopped", "destroyed"]
