@@ -369,6 +369,8 @@ class XenStoreDB:
     def _fire(self, path: str, perms: tuple[Perm, ...] | None,
               old_perms: tuple[Perm, ...] | None = None, *, exact: bool = False) -> None:
         index = self._watch_index
+        if not index:  # nobody watches anything: the common case while a big node starts
+            return
         if exact:
             hits = list(index.get(path, ()))
         else:
