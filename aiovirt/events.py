@@ -62,6 +62,7 @@ __all__ = [
     "EventKind",
     "EventStream",
     "StopReason",
+    "close_event_sources",
     "domain_events",
 ]
 
@@ -770,3 +771,14 @@ def domain_events(conn: Connection, *, interval: float = 1.0,
         source = _EventSource(conn, _probe_for(conn), interval)
         _SOURCES[conn] = source
     return EventStream(source, queue_size, interval)
+
+
+async def close_event_sources(conn: Connection) -> None:
+    """Stop ``conn``'s event source, if it has one: its streams end, its watches are released.
+
+    :meth:`Connection.close <aiovirt.connection.Connection.close>` may call this so that open
+    streams end at once instead of at their next poll.
+    """
+    source = _SOURCES.get(conn)
+    if source is not None:
+        await source.close()

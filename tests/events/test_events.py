@@ -211,3 +211,13 @@ async def test_a_read_only_connection_gets_events_through_xend(node: SimNode) ->
             await expect(events, "vm2", EventKind.STARTED, "restarted")
             node.destroy("vm3")
             await expect(events, "vm3", EventKind.STOPPED, "destroyed")
+
+
+async def test_closing_the_sources_ends_every_stream(conn: Connection) -> None:
+    from aiovirt.events import close_event_sources
+
+    async with conn.events(interval=INTERVAL) as events:
+        await close_event_sources(conn)
+        with pytest.raises(StopAsyncIteration):
+            await next_event(events)
+    assert conn not in _SOURCES
