@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["basic", "error", "uuid", "create"])
+@pytest.mark.parametrize("name", ["basic", "error", "lookup_uuid", "create"])
 def test_example_prints_ok(name: str) -> None:
     env = dict(os.environ, AIOVIRT_PAUSE_SECONDS="0.3")
     proc = subprocess.run([sys.executable, str(REPO / "examples" / f"{name}.py")],

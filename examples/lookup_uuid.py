@@ -1,25 +1,15 @@
 """Find a domain by id, then find it again by its UUID.
 
 The aiovirt version of libvirt 0.0.6's ``python/tests/uuid.py``.
-Usage: ``python examples/uuid.py [URI]`` (default ``sim:///``).
+Usage: ``python examples/lookup_uuid.py [URI]`` (default ``sim:///``).
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 import sys
 
-# This directory holds uuid.py (named after libvirt's test), which would shadow the standard
-# library's uuid module for everything imported below when a script here is run directly; and
-# run from a checkout, the checkout's aiovirt should win over any installed one.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-if os.path.exists(os.path.join(_HERE, os.pardir, "aiovirt", "__init__.py")):
-    sys.path.insert(0, os.path.dirname(_HERE))
-
-import asyncio  # noqa: E402
-
-import aiovirt  # noqa: E402
+import aiovirt
 
 
 async def main(uri: str) -> int:
