@@ -148,9 +148,30 @@ def _info_from_xend(rec: _XendDomain) -> DomainInfo:
                       cpu_time)
 
 
+_new_tuple = tuple.__new__
+_ZERO_HANDLE = bytes(16)
+# Hypervisor flags -> state, memoised: a node's domains share a handful of flag words, and
+# state_from_flags's enum lookups would otherwise cost a microsecond per info(). Bounded, as
+# the flags also carry the CPU a domain last ran on.
+_FLAG_STATES: dict[int, DomainState] = {}
+_FLAG_STATES_MAX = 4096
+
+
+def _state_of(flags: int) -> DomainState:
+    state = _FLAG_STATES.get(flags)
+    if state is None:
+        state = state_from_flags(flags)
+        if len(_FLAG_STATES) < _FLAG_STATES_MAX:
+            _FLAG_STATES[flags] = state
+    return state
+
+
 def _info_from_record(rec: DomainInfoRecord) -> DomainInfo:
-    return DomainInfo(state_from_flags(rec.flags), rec.max_pages * PAGE_KIB,
-                      rec.tot_pages * PAGE_KIB, rec.nr_online_vcpus, rec.cpu_time)
+    # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object, a frame less).
+    info: DomainInfo = _new_tuple(DomainInfo, (
+        _state_of(rec.flags), rec.max_pages * PAGE_KIB, rec.tot_pages * PAGE_KIB,
+        rec.nr_online_vcpus, rec.cpu_time))
+    return info
 
 
 async def _gather_closing(
@@ -757,6 +778,39 @@ class Connection:
         if dom.uuid != _ZERO_UUID and rec.handle != dom.uuid.bytes and any(rec.handle):
             raise self._gone(dom)  # the id now belongs to another domain
         return rec
+
+    def _info_request(self, dom: Domain) -> asyncio.Future[Any] | None:
+        """Return a future answer to ``dom.info()`` from a coalesced batch, or None.
+
+        ``dom.info()``'s fast path: with the hypervisor, the request joins its forming
+        GETDOMAININFOLIST batch (no task, no coroutine of its own); :meth:`_info_answer` then
+        checks and converts the answer. None means: ask :meth:`_domain_info` (no hypervisor,
+        a closed connection, a domain known to be gone or of another connection), whose
+        checks raise the right errors.
+        """
+        hv = self._hv
+        if hv is None or dom._gone or dom._conn is not self:
+            return None
+        return hv.request_info(dom._id)
+
+    def _info_answer(self, dom: Domain, answer: DomainInfoRecord | None) -> DomainInfo:
+        """Return ``dom``'s info from the answer to :meth:`_info_request`; NO_DOMAIN if gone.
+
+        The same checks as :meth:`_domain_record`: the id must still exist and still carry
+        ``dom``'s UUID (never another domain's data).
+        """
+        if answer is None:
+            raise self._gone(dom)
+        domid, flags, tot_pages, max_pages, _, cpu_time, vcpus, _, _, handle = answer
+        if domid != dom._id or (handle != dom._handle and dom._handle != _ZERO_HANDLE
+                                and any(handle)):
+            raise self._gone(dom)  # the id now belongs to another domain
+        state = _FLAG_STATES.get(flags)
+        if state is None:
+            state = _state_of(flags)
+        info: DomainInfo = _new_tuple(DomainInfo, (
+            state, max_pages * PAGE_KIB, tot_pages * PAGE_KIB, vcpus, cpu_time))
+        return info
 
     async def _domain_sxpr(self, dom: Domain) -> _XendDomain:
         assert self._xend is not None
