@@ -202,6 +202,130 @@ async def _gather_closing(
     return opened, failed
 
 
+class _XendInfoBatches:
+    """Coalesces concurrent ``info()`` calls on the xend route, as the hypervisor backend does.
+
+    Every request joins the *forming* batch; the batch starts once the requests of the current
+    loop iteration have joined, and requests arriving while one is in flight form the next. So
+    no answer comes from an HTTP request started before its call. A batch asks xend once for
+    every domain's detail (``GET /xend/domain?detail=1``) when that is cheaper than asking per
+    domain, i.e. when it holds at least :attr:`MIN_LIST` requests and at least half as many
+    as the node has domains (as last seen); otherwise it asks per domain, concurrently. Each
+    waiter has its own future (cancelling one leaves the batch to the others) and its own copy
+    of an error, raised and reported in the waiting task.
+    """
+
+    MIN_LIST = 8
+
+    def __init__(self, conn: Connection, xend: XendClient) -> None:
+        self._conn = conn
+        self._xend = xend
+        self._forming: list[tuple[asyncio.Future[_XendDomain | None], int]] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._known = 0  # domains on the node at the last list (0: not listed yet)
+        self.stats: dict[str, int] = {"batches": 0, "lists": 0, "single": 0}
+
+    def request(self, domid: int) -> asyncio.Future[_XendDomain | None]:
+        """Return a future of domain ``domid``'s record (None: no such domain)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_XendDomain | None] = loop.create_future()
+        batch = self._forming
+        if batch is None:
+            batch = self._forming = []
+            if self._runner is None:
+                # Its first step comes after every task scheduled in this loop iteration.
+                self._runner = loop.create_task(self._run(), name=f"aiovirt xend info "
+                                                f"({self._conn.uri})")
+        batch.append((fut, domid))
+        return fut
+
+    async def close(self) -> None:
+        """Stop the runner; the requests it held fail with INVALID_CONN."""
+        runner = self._runner
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        if self._forming is not None:
+            self._fail(self._forming, None)
+            self._forming = None
+
+    def seen(self, count: int) -> None:
+        """Note that the node had ``count`` domains (from a detailed list made elsewhere)."""
+        self._known = count
+
+    async def _run(self) -> None:
+        try:
+            while (batch := self._forming) is not None:
+                self._forming = None
+                try:
+                    await self._serve(batch)
+                except asyncio.CancelledError:
+                    self._fail(batch, None)
+                    raise
+                except Exception as exc:  # a bug here must not leave waiters hanging
+                    log.exception("%s: xend info batch failed", self._conn.uri)
+                    self._fail(batch, exc)
+        finally:
+            self._runner = None
+
+    async def _serve(self, batch: list[tuple[asyncio.Future[_XendDomain | None], int]]) -> None:
+        live = [(fut, domid) for fut, domid in batch if not fut.done()]
+        if not live:
+            return
+        self.stats["batches"] += 1
+        if len(live) >= self.MIN_LIST and len(live) * 2 >= self._known:
+            self.stats["lists"] += 1
+            try:
+                recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
+            except Exception as exc:
+                self._fail(live, exc)
+                return
+            self._known = len(recs)
+            by_id = {r.domid: r for r in recs if r.domid is not None}
+            for fut, domid in live:
+                if not fut.done():
+                    fut.set_result(by_id.get(domid))
+            return
+        self.stats["single"] += len(live)
+        results = await asyncio.gather(*(self._one(domid) for _, domid in live),
+                                       return_exceptions=True)
+        for (fut, _), result in zip(live, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, BaseException):
+                self._fail([(fut, 0)], result)
+            else:
+                fut.set_result(result)
+
+    async def _one(self, domid: int) -> _XendDomain | None:
+        try:
+            return _xend_domain(await self._xend.domain(domid))
+        except VirtError as err:
+            if err.code == ErrorNumber.NO_DOMAIN or _is_enoent(err):
+                return None
+            raise
+
+    def _fail(self, batch: Sequence[tuple[asyncio.Future[Any], int]],
+              exc: BaseException | None) -> None:
+        """Fail each unanswered request of ``batch`` with its own error (None: closed)."""
+        for fut, _ in batch:
+            if fut.done():
+                continue
+            if isinstance(exc, VirtError):
+                err = exc.copy()
+                err.__cause__ = exc.__cause__
+            elif exc is None:
+                err = VirtError(ErrorNumber.INVALID_CONN, ErrorDomain.NONE,
+                                f"connection to {self._conn.uri!r} (closed before the Xen "
+                                "daemon answered)", conn=self._conn)
+            else:
+                err = VirtError(ErrorNumber.INTERNAL_ERROR, ErrorDomain.XEND,
+                                f"asking {self._xend.where} for domain information: "
+                                f"{type(exc).__name__}: {exc}")
+                err.__cause__ = exc
+            fut.set_exception(err)
+
+
 class Connection:
     """An open connection to one Xen node (see the module docstring for the routing).
 
@@ -218,6 +342,7 @@ class Connection:
         self._xs: XenStoreClient | None = None
         self._xs_path: str | None = None
         self._hv: Hypervisor | None = None
+        self._xend_info: _XendInfoBatches | None = None
         self._why_not: dict[str, str] = {}
         self._closed = False
         self._close_lock = asyncio.Lock()
@@ -261,6 +386,8 @@ class Connection:
         self._xend = opened.get(_XEND)
         self._xs = opened.get(_XENSTORE)
         self._hv = opened.get(_HYPERVISOR)
+        if self._xend is not None:
+            self._xend_info = _XendInfoBatches(self, self._xend)
         for name, exc in failed.items():
             self._why_not[name] = str(exc)
             level = logging.DEBUG if name == _HYPERVISOR and spec.hypervisor == "auto" else (
@@ -325,7 +452,10 @@ class Connection:
             self._closed = True
             xend, xs, hv = self._xend, self._xs, self._hv
             self._xend = self._xs = self._hv = None
+            batches, self._xend_info = self._xend_info, None
             try:
+                if batches is not None:
+                    await batches.close()
                 closers = [b.close() for b in (hv, xs, xend) if b is not None]
                 results = await asyncio.gather(*closers, return_exceptions=True)
                 for result in results:
@@ -572,6 +702,8 @@ class Connection:
         self._check_open()
         if self._xend is not None:
             recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
+            if self._xend_info is not None:
+                self._xend_info.seen(len(recs))
             doms = [Domain(self, r.name, r.domid, r.uuid) for r in recs if r.domid is not None]
             return sorted(doms, key=lambda d: d.id)
         assert self._xs is not None
@@ -789,18 +921,28 @@ class Connection:
         checks raise the right errors.
         """
         hv = self._hv
-        if hv is None or dom._gone or dom._conn is not self:
+        if dom._gone or dom._conn is not self:
             return None
-        return hv.request_info(dom._id)
+        if hv is not None:
+            return hv.request_info(dom._id)
+        if self._xend_info is not None:
+            return self._xend_info.request(dom._id)
+        return None
 
-    def _info_answer(self, dom: Domain, answer: DomainInfoRecord | None) -> DomainInfo:
+    def _info_answer(self, dom: Domain,
+                     answer: DomainInfoRecord | _XendDomain | None) -> DomainInfo:
         """Return ``dom``'s info from the answer to :meth:`_info_request`; NO_DOMAIN if gone.
 
-        The same checks as :meth:`_domain_record`: the id must still exist and still carry
-        ``dom``'s UUID (never another domain's data).
+        The same checks as :meth:`_domain_record` (hypervisor) and :meth:`_domain_sxpr`
+        (xend): the id must still exist and still carry ``dom``'s UUID (never another
+        domain's data).
         """
         if answer is None:
             raise self._gone(dom)
+        if isinstance(answer, _XendDomain):
+            if answer.domid != dom._id or (dom._uuid != _ZERO_UUID and answer.uuid != dom._uuid):
+                raise self._gone(dom)
+            return _info_from_xend(answer)
         domid, flags, tot_pages, max_pages, _, cpu_time, vcpus, _, _, handle = answer
         if domid != dom._id or (handle != dom._handle and dom._handle != _ZERO_HANDLE
                                 and any(handle)):
