@@ -287,8 +287,15 @@ class _XendInfoBatches:
                     fut.set_result(by_id.get(domid))
             return
         self.stats["single"] += len(live)
-        results = await asyncio.gather(*(self._one(domid) for _, domid in live),
-                                       return_exceptions=True)
+        results: list[_XendDomain | None | BaseException]
+        if len(live) == 1:  # the common lone call: no task of its own
+            try:
+                results = [await self._one(live[0][1])]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(*(self._one(domid) for _, domid in live),
+                                           return_exceptions=True)
         for (fut, _), result in zip(live, results, strict=True):
             if fut.done():
                 continue
