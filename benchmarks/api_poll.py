@@ -1,21 +1,28 @@
-"""Poll ``info()`` of every domain of a 1,000-domain simulated node: all at once vs one by one.
+"""Poll ``info()`` of every domain through the public API: all at once vs one by one, per route.
 
-A simulated node runs in a child process (so the client's figures are its own). For each
-connection route, measured in the same run over the same ``Domain`` handles:
+A simulated node runs in a child process (so the CPU figures are the client's alone). For each
+node size, measured in the same run over the same ``Domain`` handles:
 
-- ``concurrent``: ``asyncio.gather(*(dom.info() for dom in domains))`` from one event loop;
-- ``sequential`` (the baseline): ``for dom in domains: await dom.info()``.
+- ``hypervisor``: the default URI; ``asyncio.gather(*(dom.info() for dom in domains))`` joins
+  the hypervisor backend's coalesced GETDOMAININFOLIST batches;
+- ``xend, coalesced``: ``hypervisor=none``; the same gather, which the connection answers with
+  one ``GET /xend/domain?detail=1`` per batch;
+- ``xend, per domain``: the same gather with the coalescing turned off (one HTTP request per
+  ``info()``, concurrently over the keep-alive pool), as the API did before it coalesced;
+- ``xend, one by one`` (the baseline): ``for dom in domains: await dom.info()``, the way a
+  synchronous library polls.
 
-Routes: ``hypervisor`` (the default URI: info() through the hypervisor backend, whose requests
-coalesce into a few batched calls) and ``xend`` (``hypervisor=none``: one HTTP request per
-info(), concurrently over the keep-alive pool). The simulated xend answers from memory in a
-fraction of a millisecond, so it is CPU-bound and concurrency cannot beat it; a real xend spent
-milliseconds per request (it refreshed its domain list from the hypervisor each time), so a
-third row, ``xend+Nms``, adds ``--xend-delay`` seconds to each simulated reply (a second node).
-Printed: wall time per full refresh (median of ``--rounds``), client CPU per refresh, and the
-ratio sequential / concurrent.
+The simulated xend answers from memory in a fraction of a millisecond; a real xend spent
+milliseconds per request, so with ``--xend-delay`` a second node adds that many seconds to each
+xend reply and the xend rows are measured again there.
 
-Usage: ``python benchmarks/api_poll.py [--domains 1000] [--rounds 3] [--xend-delay 0.002]``.
+Printed per row: wall time of one full refresh (median of ``--rounds``, after one warm-up),
+client CPU per refresh (median and worst), and the speed-up per domain over the baseline; then
+whether issue 6's targets are met by the public API on the hypervisor route: at least 50x the
+sequential xend poll at 1,000 domains, under 50 ms client CPU per refresh of 5,000 domains.
+
+Usage: ``python benchmarks/api_poll.py [--sizes 1000 5000] [--rounds 5] [--seq-limit N]
+[--xend-delay 0.002]``.
 """
 
 from __future__ import annotations
@@ -31,12 +38,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import aiovirt  # noqa: E402
+from aiovirt.domain import Domain  # noqa: E402
+
+SPEEDUP_TARGET = 50.0  # x the sequential xend poll, at 1,000 domains
+CPU_TARGET_MS = 50.0  # client CPU per full refresh of 5,000 domains
 
 _NODE_MAIN = """
 import asyncio, json, sys
@@ -50,6 +62,22 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+@dataclass
+class Row:
+    """One measured way of refreshing every domain's info."""
+
+    label: str
+    domains: int
+    wall: float  # seconds per full refresh (median)
+    cpu: float  # client CPU seconds per full refresh (median)
+    cpu_worst: float
+    note: str = ""
+
+    def per_domain(self) -> float:
+        """Return the wall seconds per domain."""
+        return self.wall / self.domains
 
 
 def start_node(directory: str, domains: int,
@@ -67,67 +95,151 @@ def start_node(directory: str, domains: int,
     return proc, json.loads(line)
 
 
-async def measure(fn: Callable[[], Awaitable[None]], rounds: int) -> tuple[float, float]:
-    """Return the median (wall seconds, client CPU seconds) of ``rounds`` runs of ``fn``."""
+def stop_node(proc: subprocess.Popen[str], directory: str) -> None:
+    """Stop the node's process and remove its directory."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def measure(label: str, domains: int, refresh: Callable[[], Awaitable[object]],
+                  rounds: int, note: Callable[[], str] | None = None) -> Row:
+    """Return the median wall time and CPU of ``rounds`` refreshes (after one warm-up)."""
+    await refresh()
     walls, cpus = [], []
     for _ in range(rounds):
         c0, t0 = time.process_time(), time.perf_counter()
-        await fn()
+        await refresh()
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus)
+    return Row(label, domains, statistics.median(walls), statistics.median(cpus), max(cpus),
+               note() if note else "")
 
 
-async def bench_route(label: str, uri: str, rounds: int) -> tuple[float, float]:
-    """Measure one route; print its row and return (concurrent, sequential) wall seconds."""
+def all_at_once(doms: list[Domain]) -> Callable[[], Awaitable[object]]:
+    """Return a refresh that asks every domain's info() at once."""
+    async def refresh() -> None:
+        await asyncio.gather(*(d.info() for d in doms))
+    return refresh
+
+
+def one_by_one(doms: list[Domain]) -> Callable[[], Awaitable[object]]:
+    """Return a refresh that asks each domain's info() after the previous one answered."""
+    async def refresh() -> None:
+        for d in doms:
+            await d.info()
+    return refresh
+
+
+async def hypervisor_rows(endpoints: dict[str, str], rounds: int) -> list[Row]:
+    """Measure info() of every domain at once with the hypervisor backend on."""
+    async with aiovirt.open(endpoints["uri"]) as conn:
+        doms = await conn.list_domains()
+        hv = conn.hypervisor
+        assert hv is not None, conn.unavailable
+        before = hv.stats["getinfolist"]
+        row = await measure("hypervisor, all at once", len(doms), all_at_once(doms), rounds,
+                            lambda: f"{(hv.stats['getinfolist'] - before) / (rounds + 1):.1f} "
+                                    "GETDOMAININFOLIST per refresh")
+    return [row]
+
+
+async def xend_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | None,
+                    suffix: str = "") -> list[Row]:
+    """Measure the xend route: coalesced, per domain (coalescing off), and one by one."""
+    uri = (f"xen:///?xend=unix:{endpoints['xend_unix']}&xenstore={endpoints['xenstore']}"
+           "&hypervisor=none")
+    rows = []
     async with aiovirt.open(uri) as conn:
-        domains = await conn.list_domains()
+        doms = await conn.list_domains()
+        xend = conn.xend
+        assert xend is not None, conn.unavailable
+        before = xend.requests
 
-        async def concurrent() -> None:
-            await asyncio.gather(*(dom.info() for dom in domains))
+        def requests() -> str:
+            return f"{(xend.requests - before) / (rounds + 1):.1f} HTTP requests per refresh"
 
-        async def sequential() -> None:
-            for dom in domains:
-                await dom.info()
+        rows.append(await measure(f"xend{suffix}, all at once, coalesced", len(doms),
+                                  all_at_once(doms), rounds, requests))
+        batches = conn._xend_info  # turned off to show what coalescing saves
+        conn._xend_info = None
+        try:
+            before = xend.requests
+            rows.append(await measure(f"xend{suffix}, all at once, per domain", len(doms),
+                                      all_at_once(doms), rounds, requests))
+            some = doms[:seq_limit]
+            rows.append(await measure(f"xend{suffix}, one by one (baseline)", len(some),
+                                      one_by_one(some), 1))
+        finally:
+            conn._xend_info = batches
+    return rows
 
-        await concurrent()  # warm the pools and caches
-        conc_wall, conc_cpu = await measure(concurrent, rounds)
-        seq_wall, seq_cpu = await measure(sequential, rounds)
-    n = len(domains)
-    print(f"{label:<11} {n:>6} domains  concurrent {conc_wall * 1e3:9.1f} ms "
-          f"(cpu {conc_cpu * 1e3:7.1f} ms)  sequential {seq_wall * 1e3:9.1f} ms "
-          f"(cpu {seq_cpu * 1e3:7.1f} ms)  ratio {seq_wall / conc_wall:6.1f}x")
-    return conc_wall, seq_wall
+
+def print_rows(rows: list[Row], baseline: Row) -> None:
+    """Print the table of ``rows`` with each one's per-domain speed-up over ``baseline``."""
+    print(f"  {'route, how':<38} {'domains':>7} {'wall/refresh':>13} {'CPU/refresh':>12} "
+          f"{'CPU worst':>10} {'vs baseline':>11}")
+    for row in rows:
+        ratio = baseline.per_domain() / row.per_domain()
+        print(f"  {row.label:<38} {row.domains:>7} {row.wall * 1e3:>10.1f} ms "
+              f"{row.cpu * 1e3:>9.1f} ms {row.cpu_worst * 1e3:>7.1f} ms {ratio:>10.1f}x"
+              + (f"  ({row.note})" if row.note else ""))
+
+
+def verdicts(size: int, hv: Row, baseline: Row) -> None:
+    """Print whether the hypervisor route meets issue 6's targets at this size."""
+    speedup = baseline.per_domain() / hv.per_domain()
+    if size < 5000:
+        verdict = "met" if speedup >= SPEEDUP_TARGET else "MISSED"
+        print(f"  target >= {SPEEDUP_TARGET:.0f}x the sequential xend poll (public API, "
+              f"hypervisor on): {speedup:.1f}x ({verdict})")
+    else:
+        verdict = "met" if hv.cpu * 1e3 < CPU_TARGET_MS else "MISSED"
+        print(f"  target client CPU per refresh < {CPU_TARGET_MS:.0f} ms (public API, hypervisor "
+              f"on): {hv.cpu * 1e3:.1f} ms median, {hv.cpu_worst * 1e3:.1f} ms worst ({verdict})")
 
 
 async def main() -> None:
+    """Run every size (and the slow-xend node) and print the tables and verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domains", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--xend-delay", type=float, default=0.002)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seq-limit", type=int, default=None,
+                        help="poll only this many domains one by one (the ratio is per domain)")
+    parser.add_argument("--xend-delay", type=float, default=0.0,
+                        help="also measure the xend rows on a node whose xend takes this many "
+                             "seconds per reply (first size only; e.g. 0.002)")
     args = parser.parse_args()
-    nodes = [(0.0, "xend")]
-    if args.xend_delay > 0:
-        nodes.append((args.xend_delay, f"xend+{args.xend_delay * 1e3:g}ms"))
-    results: dict[str, tuple[float, float]] = {}
-    for delay, label in nodes:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {args.rounds} "
+          "refreshes after one warm-up (one for 'one by one'); the node runs in its own "
+          "process; 'vs baseline' is per domain.")
+    for n, size in enumerate(args.sizes):
         directory = tempfile.mkdtemp(prefix="avbench")
-        proc, endpoints = start_node(directory, args.domains, delay)
+        proc, endpoints = start_node(directory, size)
         try:
-            if delay == 0.0:
-                results["hypervisor"] = await bench_route("hypervisor", endpoints["uri"],
-                                                          args.rounds)
-            xend_uri = (f"xen:///?xend=unix:{endpoints['xend_unix']}"
-                        f"&xenstore={endpoints['xenstore']}&hypervisor=none")
-            results[label] = await bench_route(label, xend_uri, args.rounds)
+            rows = await hypervisor_rows(endpoints, args.rounds)
+            rows += await xend_rows(endpoints, args.rounds, args.seq_limit)
         finally:
-            proc.terminate()
-            proc.wait(10)
-            shutil.rmtree(directory, ignore_errors=True)
-    best = results["hypervisor"][0]
-    for label, (_conc, seq) in results.items():
-        if label != "hypervisor":
-            print(f"hypervisor concurrent vs {label} sequential: {seq / best:.1f}x")
+            stop_node(proc, directory)
+        baseline = rows[-1]
+        print(f"\n{size} guests (+ Domain-0); baseline: '{baseline.label}'")
+        print_rows(rows, baseline)
+        verdicts(size, rows[0], baseline)
+        if n == 0 and args.xend_delay > 0:
+            directory = tempfile.mkdtemp(prefix="avbench")
+            proc, endpoints = start_node(directory, size, args.xend_delay)
+            tag = f"+{args.xend_delay * 1e3:g}ms"
+            try:
+                slow = await xend_rows(endpoints, args.rounds, args.seq_limit, tag)
+            finally:
+                stop_node(proc, directory)
+            print(f"\n{size} guests, xend taking {args.xend_delay * 1e3:g} ms per reply; "
+                  f"baseline: '{slow[-1].label}'")
+            print_rows(slow, slow[-1])
 
 
 if __name__ == "__main__":
