@@ -287,7 +287,7 @@ class _XendInfoBatches:
                     fut.set_result(by_id.get(domid))
             return
         self.stats["single"] += len(live)
-        results: list[_XendDomain | None | BaseException]
+        results: list[_XendDomain | BaseException | None]
         if len(live) == 1:  # the common lone call: no task of its own
             try:
                 results = [await self._one(live[0][1])]
