@@ -35,6 +35,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -461,6 +462,9 @@ class Connection:
             self._xend = self._xs = self._hv = None
             batches, self._xend_info = self._xend_info, None
             try:
+                events = sys.modules.get("aiovirt.events")
+                if events is not None:  # end open event streams now, not at their next poll
+                    await events.close_event_sources(self)
                 if batches is not None:
                     await batches.close()
                 closers = [b.close() for b in (hv, xs, xend) if b is not None]

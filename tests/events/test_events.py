@@ -221,3 +221,18 @@ async def test_closing_the_sources_ends_every_stream(conn: Connection) -> None:
         with pytest.raises(StopAsyncIteration):
             await next_event(events)
     assert conn not in _SOURCES
+
+
+async def test_closing_the_connection_ends_its_streams_at_once(node: SimNode) -> None:
+    daemon = node._xenstored
+    before = daemon.connection_count
+    conn = await aiovirt.connection.open(node.uri)
+    # A long interval: the stream must end because the connection closed, not at a poll.
+    async with conn.events(interval=60.0) as events:
+        reader = asyncio.create_task(next_event(events, limit=2.0))
+        await wait_until(lambda: conn in _SOURCES and _SOURCES[conn]._ready.is_set())
+        await conn.close()
+        with pytest.raises(StopAsyncIteration):
+            await reader
+    assert conn not in _SOURCES
+    await wait_until(lambda: daemon.connection_count == before)
