@@ -256,18 +256,19 @@ async def cmd_version(conn: Connection, args: argparse.Namespace, out: Output) -
 
 # --- actions --------------------------------------------------------------------------------------
 
-def _action(verb: str, call: Callable[[Domain], Awaitable[None]]) -> Handler:
+def _action(verb: str, done: str, call: Callable[[Domain], Awaitable[None]]) -> Handler:
+    """Return the handler of a one-domain action: ``verb`` names it, ``done`` reports it."""
     async def handler(conn: Connection, args: argparse.Namespace, out: Output) -> None:
         dom = await lookup_domain(conn, args.domain)
         try:
             await call(dom)
         except VirtError as err:
-            raise CommandError(f"failed to {verb.split()[0]} domain '{args.domain}': {err}",
+            raise CommandError(f"failed to {verb} domain '{args.domain}': {err}",
                                err) from err
-        out.data({**_domain_dict(dom), "result": verb.split()[-1]},
-                 f"Domain {args.domain} {verb}")
+        out.data({**_domain_dict(dom), "result": done.split()[-1]},
+                 f"Domain {args.domain} {done}")
 
-    handler.__doc__ = f"Domain ... {verb}"
+    handler.__doc__ = f"Domain ... {done}"
     return handler
 
 
@@ -371,17 +372,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("dumpxml", "domain information in XML", cmd_dumpxml, (_DOMAIN,)),
     CommandSpec("create", "create a domain from an XML file", cmd_create,
                 (_arg("file", metavar="FILE", help="domain XML description"),), writes=True),
-    CommandSpec("destroy", "destroy a domain at once", _action("destroyed", lambda d: d.destroy()),
-                (_DOMAIN,), writes=True),
-    CommandSpec("suspend", "suspend (pause) a domain", _action("suspended",
-                                                              lambda d: d.suspend()),
-                (_DOMAIN,), writes=True),
-    CommandSpec("resume", "resume a suspended domain", _action("resumed", lambda d: d.resume()),
-                (_DOMAIN,), writes=True),
+    CommandSpec("destroy", "destroy a domain at once",
+                _action("destroy", "destroyed", lambda d: d.destroy()), (_DOMAIN,), writes=True),
+    CommandSpec("suspend", "suspend (pause) a domain",
+                _action("suspend", "suspended", lambda d: d.suspend()), (_DOMAIN,), writes=True),
+    CommandSpec("resume", "resume a suspended domain",
+                _action("resume", "resumed", lambda d: d.resume()), (_DOMAIN,), writes=True),
     CommandSpec("shutdown", "ask a domain to shut down",
-                _action("is being shutdown", lambda d: d.shutdown()), (_DOMAIN,), writes=True),
+                _action("shut down", "is being shutdown", lambda d: d.shutdown()), (_DOMAIN,),
+                writes=True),
     CommandSpec("reboot", "ask a domain to reboot",
-                _action("is being rebooted", lambda d: d.reboot()), (_DOMAIN,), writes=True),
+                _action("reboot", "is being rebooted", lambda d: d.reboot()), (_DOMAIN,),
+                writes=True),
     CommandSpec("save", "save a domain's state to a file", cmd_save,
                 (_DOMAIN, _arg("file", metavar="FILE", help="where to write the state")),
                 writes=True),

@@ -201,9 +201,14 @@ def test_json_errors_carry_the_libvirt_code(sim: SimProcess) -> None:
     assert err["code_name"] == "NO_DOMAIN" and err["code"] == 42
 
 
-def test_readonly_connection_refuses_changes(sim: SimProcess) -> None:
-    res = aiovirsh("--readonly", "suspend", "vm1", uri=sim.uri)
+@pytest.mark.parametrize(("command", "verb"), [
+    ("suspend", "suspend"), ("resume", "resume"), ("destroy", "destroy"),
+    ("shutdown", "shut down"), ("reboot", "reboot"),
+])
+def test_readonly_connection_refuses_changes(sim: SimProcess, command: str, verb: str) -> None:
+    res = aiovirsh("--readonly", command, "vm1", uri=sim.uri)
     assert res.code == 1
+    assert res.err.startswith(f"error: failed to {verb} domain 'vm1': ")
     assert "read only" in res.err
     assert aiovirsh("--readonly", "domstate", "vm1", uri=sim.uri).code == 0
 
