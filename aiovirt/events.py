@@ -467,7 +467,11 @@ class _EventSource:
             domain = await self._lookup_quietly(seen.domid)
             if domain is None:
                 continue
-            self._tracked[seen.domid] = _Tracked(domain, seen)
+            # What is already true when watching starts is the baseline, not news: a domain
+            # paused or shut down before the stream began is not reported as it.
+            self._tracked[seen.domid] = _Tracked(
+                domain, seen, stopped=seen.shutdown_code is not None,
+                paused_reported=seen.state is DomainState.PAUSED)
         self.scans += 1
 
     async def _lookup_quietly(self, domid: int) -> Domain | None:

@@ -236,3 +236,18 @@ async def test_closing_the_connection_ends_its_streams_at_once(node: SimNode) ->
             await reader
     assert conn not in _SOURCES
     await wait_until(lambda: daemon.connection_count == before)
+
+
+async def test_state_from_before_the_stream_began_is_not_reported(
+        node: SimNode, conn: Connection) -> None:
+    vm1 = await conn.lookup_by_name("vm1")
+    await vm1.suspend()
+    async with conn.events(interval=INTERVAL) as events:
+        await events.ready()
+        vm2 = await conn.lookup_by_name("vm2")
+        await vm2.suspend()
+        # vm1 was paused before watching began: the first news is vm2's pause, then vm1's resume
+        await expect(events, "vm2", EventKind.SUSPENDED, "paused")
+        await vm1.resume()
+        await expect(events, "vm1", EventKind.RESUMED, "unpaused")
+        assert events.get_nowait() is None
