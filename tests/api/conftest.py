@@ -6,9 +6,8 @@ the others off, so one test body checks a call through every path the Connection
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,13 +38,9 @@ def uri_for(node: SimNode, **overrides: str) -> str:
 
 
 @pytest.fixture
-def short_dir() -> Iterator[str]:
-    """A fresh directory under /tmp with a short path (unix socket paths must stay short)."""
-    path = tempfile.mkdtemp(prefix="av")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def short_dir(short_dir: Path) -> str:
+    """Return the suite's short socket directory as a string (this area's tests join with +)."""
+    return str(short_dir)
 
 
 @pytest.fixture

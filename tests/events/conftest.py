@@ -4,9 +4,8 @@ a connection to it through its real sockets."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,15 +15,11 @@ from aiovirt.sim.node import SimNode
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[SimNode]:
+async def node(short_dir: Path) -> AsyncIterator[SimNode]:
     """A node with four guests (vm1..vm4) whose shutdowns take 20 ms."""
-    directory = tempfile.mkdtemp(prefix="avev")
-    try:
-        async with SimNode(directory, domains=4, seed=3, shutdown_delay=0.02,
-                           reap_delay=0.01) as sim:
-            yield sim
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    async with SimNode(short_dir, domains=4, seed=3, shutdown_delay=0.02,
+                       reap_delay=0.01) as sim:
+        yield sim
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import errno
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -170,13 +168,9 @@ class GatedDriver:
 
 
 @pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """Yield a short directory for unix sockets (paths must stay under 108 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="av"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def sockdir(short_dir: Path) -> Path:
+    """Return the suite's short directory for unix sockets (paths must stay under 108 bytes)."""
+    return short_dir
 
 
 @pytest.fixture

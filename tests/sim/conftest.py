@@ -1,25 +1,13 @@
-"""Fixtures of the simulated-node tests: a running SimNode in a short temporary directory."""
+"""Fixtures of the simulated-node tests: a running SimNode in the suite's ``short_dir``."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from aiovirt.sim import SimNode
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """Yield a fresh directory with a short path (unix socket paths must stay < 108 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="av"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

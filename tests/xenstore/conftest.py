@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,13 +90,9 @@ class RealDaemon(Daemon):
 
 
 @pytest.fixture
-def short_dir() -> Iterator[str]:
-    """Yield a short directory under /tmp (unix socket paths must stay under 108 bytes)."""
-    path = tempfile.mkdtemp(prefix="avxs")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def short_dir(short_dir: Path) -> str:
+    """Return the suite's short socket directory as a string (this area's tests join with +)."""
+    return str(short_dir)
 
 
 @pytest.fixture(params=["sim", "real"])

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -121,10 +120,9 @@ class Daemon:
 
 
 @pytest.fixture
-def short_dir() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="av")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def short_dir(short_dir: Path) -> str:
+    """Return the suite's short socket directory as a string (this area's tests join with +)."""
+    return str(short_dir)
 
 
 @pytest.fixture
