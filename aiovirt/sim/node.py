@@ -198,6 +198,7 @@ class SimDomain:
     load: float = 0.01  # share of each online vCPU used while running
     cpu_ns_base: int = 0
     run_since: float = 0.0
+    share: float = 1.0  # the fraction of its demand the host's CPUs can give it
     timers: set[asyncio.TimerHandle] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
@@ -223,7 +224,7 @@ class SimDomain:
         """Return the CPU time used up to monotonic time ``now``."""
         if not self.consuming:
             return self.cpu_ns_base
-        rate = self.load * self.online_vcpus
+        rate = self.load * self.online_vcpus * self.share
         return self.cpu_ns_base + int((now - self.run_since) * rate * 1e9)
 
     def settle(self, now: float) -> None:
@@ -411,6 +412,10 @@ class SimNode:
         self._started = False
         self._total_kib = 0
         self._dom0_kib = 2048 * 1024
+        # A host sized for its guests (4 cores for a handful, up to 128), whose CPUs the
+        # running vCPUs share: CPU time never grows faster than the host has CPUs.
+        self.nr_cpus = min(128, max(4, 1 << max(0, (domains // 8).bit_length())))
+        self._share = 1.0
 
     # -- paths and endpoints ---------------------------------------------------------------
     @property
@@ -525,8 +530,22 @@ class SimNode:
 
     # -- change notification -----------------------------------------------------------------
     def _notify(self) -> None:
+        self._rebalance()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _rebalance(self) -> None:
+        """Share the host's CPUs among the running vCPUs, as Xen's scheduler does when the
+        guests want more than there is; called after every change of state."""
+        demand = sum(d.load * d.online_vcpus for d in self._domains.values() if d.consuming)
+        share = min(1.0, self.nr_cpus / demand) if demand else 1.0
+        if abs(share - self._share) < 1e-9:
+            return
+        now = time.monotonic()
+        for dom in self._domains.values():
+            dom.settle(now)
+            dom.share = share
+        self._share = share
 
     async def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 5.0  # noqa: ASYNC109
@@ -625,6 +644,7 @@ class SimNode:
             self._add(dom)
             self._publish(dom)
         self._next_domid = count + 1
+        self._rebalance()
 
     def _add(self, dom: SimDomain) -> None:
         self._domains[dom.domid] = dom
@@ -1265,7 +1285,8 @@ class SimNode:
 
     def physinfo(self) -> PhysInfo:
         """Return the node's physical description (memory in pages)."""
-        return PhysInfo(4, 1, 4, 1, 2394000, self._total_kib // PAGE_KIB,
+        cores = min(self.nr_cpus, 8)
+        return PhysInfo(self.nr_cpus, 1, cores, 1, 2394000, self._total_kib // PAGE_KIB,
                         max(0, self.free_kib()) // PAGE_KIB)
 
     def node_sxpr(self) -> list[SExpr]:
@@ -1276,7 +1297,9 @@ class SimNode:
             ("system", "Linux"), ("host", socket.gethostname() or "xenhost1"),
             ("release", "2.6.16.29-xen"), ("version", "#1 SMP Tue Oct 17 10:22:51 BST 2006"),
             ("machine", "x86_64"), ("nr_cpus", str(phys.nr_cpus)),
-            ("nr_nodes", str(phys.nr_nodes)), ("sockets_per_node", "1"),
+            ("nr_nodes", str(phys.nr_nodes)),
+            ("sockets_per_node", str(phys.nr_cpus // (phys.nr_nodes * phys.cores_per_socket
+                                                     * phys.threads_per_core))),
             ("cores_per_socket", str(phys.cores_per_socket)),
             ("threads_per_core", str(phys.threads_per_core)),
             ("cpu_mhz", str(phys.cpu_khz // 1000)),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -359,3 +361,22 @@ async def test_stats_count_xend_ops_and_hypercalls(node: SimNode) -> None:
     stats = node.stats
     assert stats["xend.pause"] == 1
     assert stats["privcmd.GETDOMAININFOLIST"] == 1
+
+
+async def test_cpu_time_never_outgrows_the_hosts_cpus(short_dir: Path) -> None:
+    # 300 guests want far more CPU than the 64-core host has: they share it, as under Xen.
+    async with SimNode(short_dir, domains=300, seed=5) as big:
+        assert big.physinfo().nr_cpus == 64
+        t0, before = time.monotonic(), sum(r.cpu_time for r in big.info_records(0, 1000))
+        await asyncio.sleep(0.3)
+        t1, after = time.monotonic(), sum(r.cpu_time for r in big.info_records(0, 1000))
+        used = (after - before) / 1e9 / (t1 - t0)
+        assert 64 * 0.95 <= used <= 64 * 1.01
+        # pausing every guest frees the host: Domain-0 alone gets all it asks for
+        for dom in list(big.domains)[1:]:
+            big.pause(dom.domid)
+        dom0 = big.info_records(0, 1)[0]
+        await asyncio.sleep(0.2)
+        later = big.info_records(0, 1)[0]
+        rate = (later.cpu_time - dom0.cpu_time) / 1e9 / 0.2
+        assert rate == pytest.approx(0.05 * dom0.nr_online_vcpus, rel=0.2)
