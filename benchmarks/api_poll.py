@@ -29,95 +29,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _harness import Row, measure, print_rows, sim_node
 
-import aiovirt  # noqa: E402
-from aiovirt.domain import Domain  # noqa: E402
+import aiovirt
+from aiovirt.domain import Domain
 
 SPEEDUP_TARGET = 50.0  # x the sequential xend poll, at 1,000 domains
 CPU_TARGET_MS = 50.0  # client CPU per full refresh of 5,000 domains
-
-_NODE_MAIN = """
-import asyncio, json, sys
-from aiovirt.sim.node import SimNode
-
-async def main():
-    async with SimNode(sys.argv[1], domains=int(sys.argv[2]), seed=1) as node:
-        node.faults.xend.delay = float(sys.argv[3])
-        print(json.dumps(node.endpoints), flush=True)
-        await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
-
-
-@dataclass
-class Row:
-    """One measured way of refreshing every domain's info."""
-
-    label: str
-    domains: int
-    wall: float  # seconds per full refresh (median)
-    cpu: float  # client CPU seconds per full refresh (median)
-    cpu_worst: float
-    note: str = ""
-
-    def per_domain(self) -> float:
-        """Return the wall seconds per domain."""
-        return self.wall / self.domains
-
-
-def start_node(directory: str, domains: int,
-               xend_delay: float = 0.0) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start a SimNode in a child process; return it and its endpoints."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", _NODE_MAIN, directory, str(domains),
-                             str(xend_delay)],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait()
-        raise SystemExit("the simulated node did not start")
-    return proc, json.loads(line)
-
-
-def stop_node(proc: subprocess.Popen[str], directory: str) -> None:
-    """Stop the node's process and remove its directory."""
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-async def measure(label: str, domains: int, refresh: Callable[[], Awaitable[object]],
-                  rounds: int, note: Callable[[], str] | None = None) -> Row:
-    """Return the median wall time and CPU of ``rounds`` refreshes (after one warm-up)."""
-    await refresh()
-    walls, cpus = [], []
-    for _ in range(rounds):
-        c0, t0 = time.process_time(), time.perf_counter()
-        await refresh()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return Row(label, domains, statistics.median(walls), statistics.median(cpus), max(cpus),
-               note() if note else "")
 
 
 def all_at_once(doms: list[Domain]) -> Callable[[], Awaitable[object]]:
@@ -179,17 +101,6 @@ async def xend_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | Non
     return rows
 
 
-def print_rows(rows: list[Row], baseline: Row) -> None:
-    """Print the table of ``rows`` with each one's per-domain speed-up over ``baseline``."""
-    print(f"  {'route, how':<38} {'domains':>7} {'wall/refresh':>13} {'CPU/refresh':>12} "
-          f"{'CPU worst':>10} {'vs baseline':>11}")
-    for row in rows:
-        ratio = baseline.per_domain() / row.per_domain()
-        print(f"  {row.label:<38} {row.domains:>7} {row.wall * 1e3:>10.1f} ms "
-              f"{row.cpu * 1e3:>9.1f} ms {row.cpu_worst * 1e3:>7.1f} ms {ratio:>10.1f}x"
-              + (f"  ({row.note})" if row.note else ""))
-
-
 def verdicts(size: int, hv: Row, baseline: Row) -> None:
     """Print whether the hypervisor route meets issue 6's targets at this size."""
     speedup = baseline.per_domain() / hv.per_domain()
@@ -218,29 +129,20 @@ async def main() -> None:
           "refreshes after one warm-up (one for 'one by one'); the node runs in its own "
           "process; 'vs baseline' is per domain.")
     for n, size in enumerate(args.sizes):
-        directory = tempfile.mkdtemp(prefix="avbench")
-        proc, endpoints = start_node(directory, size)
-        try:
+        with sim_node(size, prefix="avbench") as endpoints:
             rows = await hypervisor_rows(endpoints, args.rounds)
             rows += await xend_rows(endpoints, args.rounds, args.seq_limit)
-        finally:
-            stop_node(proc, directory)
         baseline = rows[-1]
         print(f"\n{size} guests (+ Domain-0); baseline: '{baseline.label}'")
-        print_rows(rows, baseline)
+        print_rows(rows, baseline, heading="route, how", width=38)
         verdicts(size, rows[0], baseline)
         if n == 0 and args.xend_delay > 0:
-            directory = tempfile.mkdtemp(prefix="avbench")
-            proc, endpoints = start_node(directory, size, args.xend_delay)
             tag = f"+{args.xend_delay * 1e3:g}ms"
-            try:
+            with sim_node(size, xend_delay=args.xend_delay, prefix="avbench") as endpoints:
                 slow = await xend_rows(endpoints, args.rounds, args.seq_limit, tag)
-            finally:
-                stop_node(proc, directory)
             print(f"\n{size} guests, xend taking {args.xend_delay * 1e3:g} ms per reply; "
                   f"baseline: '{slow[-1].label}'")
-            print_rows(slow, slow[-1])
-
+            print_rows(slow, slow[-1], heading="route, how", width=38)
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -22,41 +22,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _harness import sim_node
 
-import aiovirt  # noqa: E402
-import aiovirt.xenstore  # noqa: E402
-from aiovirt.events import DomainEvent, EventKind, EventStream  # noqa: E402
+import aiovirt
+import aiovirt.xenstore
+from aiovirt.events import DomainEvent, EventKind, EventStream
 
 CREATE_XML = """<domain type='xen'><name>{name}</name>
 <os><type>linux</type><kernel>/boot/vmlinuz-xen</kernel><root>/dev/sda1</root></os>
 <memory>65536</memory><vcpu>1</vcpu>
 <devices><disk type='file'><source file='/srv/{name}.img'/><target dev='sda1'/></disk></devices>
 </domain>"""
-
-
-def start_node(directory: str, domains: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start ``python -m aiovirt.sim`` and return it with its endpoints."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiovirt.sim", "--dir", directory, "--domains", str(domains),
-         "--seed", "1"], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise SystemExit("the simulated node did not start")
-    return proc, json.loads(line)
 
 
 class Recorder:
@@ -193,18 +174,9 @@ def main() -> int:
     parser.add_argument("--actions", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=0.1)
     args = parser.parse_args()
-    directory = tempfile.mkdtemp(prefix="avbev")
-    proc, endpoints = start_node(directory, 3 * (args.actions // 4) + 10)
-    try:
+    with sim_node(3 * (args.actions // 4) + 10, prefix="avbev") as endpoints:
         return asyncio.run(bench(endpoints["uri"], endpoints["xenstore"], args.actions,
                                  args.interval))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

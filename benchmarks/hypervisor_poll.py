@@ -24,117 +24,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import json
 import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-# Run from a checkout: the repository's package wins over whatever an install put on the path.
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _harness import Row, measure, print_rows, sim_node
 
-import aiovirt  # noqa: E402
-from aiovirt.backends.hypervisor import Hypervisor  # noqa: E402
+import aiovirt
+from aiovirt.backends.hypervisor import Hypervisor
 
 CPU_TARGET_MS = 50.0
 SPEEDUP_TARGET = 50.0
 
 
-@dataclass
-class Row:
-    """One measured way of refreshing every domain's info."""
-
-    label: str
-    domains: int
-    wall: float  # seconds per full refresh (median)
-    cpu: float  # client CPU seconds per full refresh (median)
-    cpu_worst: float = 0.0  # the most client CPU one refresh took
-    calls: str = ""
+def uri(endpoints: dict[str, str], hypervisor: str | None) -> str:
+    """Return the node's URI with the hypervisor parameter replaced (None: off)."""
+    parts = urllib.parse.urlsplit(endpoints["uri"])
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "hypervisor"]
+    query.append(("hypervisor", hypervisor or "none"))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query,
+                                                                            safe=":/")))
 
 
-# The child process: a SimNode that prints its endpoints as one JSON line (as ``python -m
-# aiovirt.sim`` does) and serves until terminated.
-_NODE_MAIN = """
-import asyncio, json, sys
-from aiovirt.sim.node import SimNode
-
-async def main():
-    async with SimNode(sys.argv[1], domains=int(sys.argv[2]), seed=1) as node:
-        print(json.dumps(node.endpoints), flush=True)
-        await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
-
-
-class Node:
-    """A simulated node (:class:`aiovirt.sim.node.SimNode`) in a child process."""
-
-    def __init__(self, guests: int) -> None:
-        self.guests = guests
-        self.dir = Path(tempfile.mkdtemp(prefix="avb"))
-        self.proc: subprocess.Popen[str] | None = None
-        self.endpoints: dict[str, str] = {}
-
-    def __enter__(self) -> Node:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _NODE_MAIN, str(self.dir), str(self.guests)],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the simulated node did not start (exit {self.proc.wait()})")
-        self.endpoints = json.loads(line)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def uri(self, hypervisor: str | None) -> str:
-        """Return the node's URI with the hypervisor parameter replaced (None: off)."""
-        base = self.endpoints["uri"]
-        parts = urllib.parse.urlsplit(base)
-        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "hypervisor"]
-        query.append(("hypervisor", hypervisor or "none"))
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query,
-                                                                                safe=":/")))
-
-
-async def measure(label: str, domains: int, refresh: Callable[[], Awaitable[Any]], rounds: int,
-                  calls: Callable[[], str] | None = None) -> Row:
-    """Return the median wall time and CPU of ``rounds`` full refreshes (after one warm-up)."""
-    await refresh()
-    walls, cpus = [], []
-    for _ in range(rounds):
-        c0, t0 = time.process_time(), time.perf_counter()
-        await refresh()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return Row(label, domains, statistics.median(walls), statistics.median(cpus), max(cpus),
-               calls() if calls else "")
-
-
-async def hv_backend_rows(node: Node, rounds: int) -> list[Row]:
+async def hv_backend_rows(endpoints: dict[str, str], rounds: int) -> list[Row]:
     """Measure the backend alone: ``await domain_info()`` tasks, then gathered futures."""
     rows = []
-    async with await Hypervisor.open(f"sim:{node.endpoints['privcmd']}") as hv:
+    async with await Hypervisor.open(f"sim:{endpoints['privcmd']}") as hv:
         ids = [rec.domid for rec in await hv.list_domains()]
 
         def counter() -> Callable[[], str]:
@@ -155,10 +72,10 @@ async def hv_backend_rows(node: Node, rounds: int) -> list[Row]:
     return rows
 
 
-async def api_rows(node: Node, rounds: int, seq_limit: int | None) -> list[Row]:
+async def api_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | None) -> list[Row]:
     """Measure the public API: all at once with the hypervisor, one by one through xend."""
     rows = []
-    async with aiovirt.open(node.uri(f"sim:{node.endpoints['privcmd']}")) as conn:
+    async with aiovirt.open(uri(endpoints, f"sim:{endpoints['privcmd']}")) as conn:
         doms = await conn.list_domains()
 
         async def refresh_all() -> None:
@@ -166,7 +83,7 @@ async def api_rows(node: Node, rounds: int, seq_limit: int | None) -> list[Row]:
 
         rows.append(await measure("api dom.info(), all at once, hypervisor on", len(doms),
                                   refresh_all, rounds))
-    async with aiovirt.open(node.uri(None)) as conn:
+    async with aiovirt.open(uri(endpoints, None)) as conn:
         doms = (await conn.list_domains())[:seq_limit]
         # The baseline is one HTTP request per info(), nothing else: the connection's xend
         # coalescing (which only helps concurrent calls) is off.
@@ -181,9 +98,9 @@ async def api_rows(node: Node, rounds: int, seq_limit: int | None) -> list[Row]:
     return rows
 
 
-def xend_http_row(node: Node, seq_limit: int | None) -> Row:
+def xend_http_row(endpoints: dict[str, str], seq_limit: int | None) -> Row:
     """Measure sequential xend GETs of every domain's detail, a new connection each (0.0.6)."""
-    url = urllib.parse.urlsplit(node.endpoints["xend"])
+    url = urllib.parse.urlsplit(endpoints["xend"])
     host, port = url.hostname or "127.0.0.1", url.port or 8000
 
     def get(path: str) -> bytes:
@@ -210,34 +127,20 @@ def xend_http_row(node: Node, seq_limit: int | None) -> Row:
                time.perf_counter() - t0, cpu, cpu)
 
 
-def print_rows(rows: list[Row], baseline: Row) -> None:
-    """Print the table of ``rows`` with each one's speed-up over ``baseline``."""
-    base_per_dom = baseline.wall / baseline.domains
-    print(f"  {'method':<48} {'domains':>7} {'wall/refresh':>13} {'CPU/refresh':>12} "
-          f"{'CPU worst':>10} {'domains/s':>10} {'vs baseline':>11}")
-    for row in rows:
-        per_dom = row.wall / row.domains
-        ratio = base_per_dom / per_dom
-        print(f"  {row.label:<48} {row.domains:>7} {row.wall * 1e3:>10.1f} ms "
-              f"{row.cpu * 1e3:>9.1f} ms {row.cpu_worst * 1e3:>7.1f} ms "
-              f"{row.domains / row.wall:>10.0f} {ratio:>10.1f}x"
-              + (f"  ({row.calls})" if row.calls else ""))
-
-
 async def bench(sizes: list[int], rounds: int, seq_limit: int | None) -> None:
     """Run every size and print the figures and the targets' verdicts."""
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {rounds} "
           "refreshes after one warm-up; the node runs in its own process.")
     has_api = hasattr(aiovirt, "open")
     for guests in sizes:
-        with Node(guests) as node:
-            rows = await hv_backend_rows(node, rounds)
+        with sim_node(guests) as endpoints:
+            rows = await hv_backend_rows(endpoints, rounds)
             if has_api:
-                rows += await api_rows(node, rounds, seq_limit)
-            rows.append(await asyncio.to_thread(xend_http_row, node, seq_limit))
+                rows += await api_rows(endpoints, rounds, seq_limit)
+            rows.append(await asyncio.to_thread(xend_http_row, endpoints, seq_limit))
             baseline = rows[-2] if has_api else rows[-1]
             print(f"\n{guests} guests (+ Domain-0); baseline: '{baseline.label}'")
-            print_rows(rows, baseline)
+            print_rows(rows, baseline, heading="method", width=48, rate=True)
             checked = [rows[0]] + ([rows[2]] if has_api else [])
             for row in checked:
                 speedup = (baseline.wall / baseline.domains) / (row.wall / row.domains)

@@ -22,15 +22,11 @@ import asyncio
 import os
 import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _harness import short_dir
 
-from aiovirt.sim import SimNode  # noqa: E402
+from aiovirt.sim import SimNode
 
 
 async def detail_list(node: SimNode) -> tuple[int, float]:
@@ -61,8 +57,7 @@ async def xenstore_ls(node: SimNode) -> tuple[int, float] | None:
 
 async def measure(domains: int, rounds: int) -> dict[str, float]:
     """Return the figures of one node of ``domains`` guests."""
-    directory = tempfile.mkdtemp(prefix="avb")
-    try:
+    with short_dir() as directory:
         t = time.perf_counter()
         node = SimNode(directory, domains=domains, seed=1)
         await node.start()
@@ -78,8 +73,6 @@ async def measure(domains: int, rounds: int) -> dict[str, float]:
             }
         finally:
             await node.close()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def show(fig: dict[str, float]) -> None:

@@ -11,32 +11,15 @@ stub; both are loaded with the same tree.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import multiprocessing
-import os
 import socket
-import sys
-import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from _harness import real_xenstored, real_xenstored_unavailable, short_dir, sim_xenstored
 
 from aiovirt.protocol.xs_wire import HEADER, XsOp, encode
 
 KEY = b"/local/domain/1/name"
-
-
-def _serve_sim(directory: str, ready: multiprocessing.synchronize.Event) -> None:
-    from aiovirt.sim.store import XenStoreDB
-    from aiovirt.sim.xenstored import XenStored
-
-    async def main() -> None:
-        async with XenStored(XenStoreDB(), f"{directory}/socket", f"{directory}/socket_ro"):
-            ready.set()
-            await asyncio.Event().wait()
-
-    asyncio.run(main())
 
 
 def _connect(path: str) -> socket.socket:
@@ -74,9 +57,12 @@ def _rate(path: str, conns: int, burst: int, bursts: int) -> float:
             _burst(s, 100)  # warm-up
         per_conn = burst // conns
         start = time.perf_counter()
-        threads = [threading.Thread(target=lambda s=s: [_burst(s, per_conn)
-                                                          for _ in range(bursts)])
-                   for s in socks]
+
+        def run(sock: socket.socket) -> None:
+            for _ in range(bursts):
+                _burst(sock, per_conn)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in socks]
         for t in threads:
             t.start()
         for t in threads:
@@ -102,24 +88,16 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=8)
     args = parser.parse_args()
 
-    d = tempfile.mkdtemp(prefix="av")
-    ready = multiprocessing.Event()
-    proc = multiprocessing.Process(target=_serve_sim, args=(d, ready), daemon=True)
-    proc.start()
-    ready.wait(10)
-    sim_path = f"{d}/socket"
-    _setup(sim_path)
     results: dict[str, dict[int, float]] = {"sim": {}}
-    for conns in (1, args.conns):
-        results["sim"][conns] = _rate(sim_path, conns, args.burst, args.bursts)
-    proc.kill()
-    proc.join()
+    with short_dir("av") as d, sim_xenstored(d) as sim_path:
+        _setup(sim_path)
+        for conns in (1, args.conns):
+            results["sim"][conns] = _rate(sim_path, conns, args.burst, args.bursts)
 
-    from tests.support.real_xenstored import real_xenstored, real_xenstored_available
-    reason = real_xenstored_available()
+    reason = real_xenstored_unavailable()
     if reason is None:
         results["C"] = {}
-        with real_xenstored(tempfile.mkdtemp(prefix="av"), trace=False) as c_path:
+        with short_dir("av") as d, real_xenstored(d) as c_path:
             _setup(c_path)
             for conns in (1, args.conns):
                 results["C"][conns] = _rate(c_path, conns, args.burst, args.bursts)

@@ -18,38 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _harness import sim_node
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-import aiovirt  # noqa: E402
-from aiovirt.cli.top import TopModel, build_frame, collect, text_snapshot  # noqa: E402
+import aiovirt
+from aiovirt.cli.top import TopModel, build_frame, collect, text_snapshot
 
 WIDTH, HEIGHT = 120, 50
-
-
-def start_node(directory: str, domains: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start ``python -m aiovirt.sim`` and return it with its endpoints."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiovirt.sim", "--dir", directory, "--domains", str(domains),
-         "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise SystemExit("the simulated node did not start")
-    return proc, json.loads(line)
 
 
 async def timed(fn: Callable[[], Awaitable[object]], rounds: int) -> list[float]:
@@ -108,17 +88,8 @@ def main() -> int:
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    directory = tempfile.mkdtemp(prefix="avbtop")
-    proc, endpoints = start_node(directory, args.domains)
-    try:
+    with sim_node(args.domains, prefix="avbtop") as endpoints:
         return asyncio.run(bench(endpoints["uri"], args.rounds))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,45 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import shutil
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _harness import real_xenstored, short_dir, sim_xenstored
 
-import aiovirt.xenstore as xenstore  # noqa: E402
+import aiovirt.xenstore as xenstore
 
 KEY = "/bench/key"
 VALUE = b"small-value"
 WARMUP = 0.2
 CONCURRENCY = (1, 16, 256)
-
-# The simulated daemon runs in its own process, as the C daemon does.
-_SIM_SERVER = """
-import asyncio, sys
-from aiovirt.sim.store import XenStoreDB
-from aiovirt.sim.xenstored import XenStored
-
-async def main():
-    server = XenStored(XenStoreDB(), sys.argv[1], sys.argv[2])
-    await server.start()
-    print("ready", flush=True)
-    await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
-
 
 @dataclass
 class Result:
@@ -81,36 +56,6 @@ class Result:
     def cpu_us(self) -> float:
         """Return client CPU microseconds per read."""
         return self.cpu / max(self.reads, 1) * 1e6
-
-
-# -- daemons ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def real_daemon(directory: str) -> Iterator[str]:
-    """Start the real C xenstored; yield its socket path."""
-    from tests.support.real_xenstored import real_xenstored, real_xenstored_available
-
-    reason = real_xenstored_available()
-    if reason is not None:
-        raise RuntimeError(reason)
-    with real_xenstored(directory, trace=False) as path:
-        yield path
-
-
-@contextlib.contextmanager
-def sim_daemon(directory: str) -> Iterator[str]:
-    """Start the simulated xenstored in a subprocess; yield its socket path."""
-    path = os.path.join(directory, "socket")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", _SIM_SERVER, path, path + "_ro"],
-                            stdout=subprocess.PIPE, env=env)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the simulated xenstored did not start")
-        yield path
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 # -- clients ------------------------------------------------------------------------------------
@@ -256,17 +201,14 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     for name in args.daemons.split(","):
-        directory = tempfile.mkdtemp(prefix="avbench")
-        try:
-            factory = {"real": real_daemon, "sim": sim_daemon}[name]
-            label = {"real": "real C xenstored 4.17", "sim": "simulated xenstored"}[name]
+        factory = {"real": real_xenstored, "sim": sim_xenstored}[name]
+        label = {"real": "real C xenstored 4.17", "sim": "simulated xenstored"}[name]
+        with short_dir("avbench") as directory:
             try:
                 with factory(directory) as path:
                     run_daemon(label, path, args.duration)
             except RuntimeError as exc:
                 print(f"\n== {label} ==\nskipped: {exc}")
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

@@ -1,0 +1,182 @@
+"""What the benchmarks share: the checkout on ``sys.path``, servers in child processes, timing.
+
+Imported first by each ``benchmarks/X.py`` script (a script's own folder is on ``sys.path``):
+
+- importing it puts the repository root first on ``sys.path``, so the checkout's package wins
+  over whatever an install put there;
+- :func:`short_dir`: a short directory under /tmp for unix sockets, removed afterwards;
+- :func:`sim_node`: ``python -m aiovirt.sim`` in a child process (so CPU figures are the
+  client's alone), yielding the endpoints it prints;
+- :func:`sim_xenstored` / :func:`real_xenstored`: the simulated xenstored in a child process,
+  or Debian's C xenstored under the tests' stub (:func:`real_xenstored_unavailable` says why
+  not), yielding the socket path;
+- :class:`Row`, :func:`measure`, :func:`print_rows`: the median wall time and client CPU of
+  repeated full refreshes, and a table of them with per-domain ratios against a baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+@contextlib.contextmanager
+def short_dir(prefix: str = "avb") -> Iterator[str]:
+    """Yield a fresh directory with a short path (unix socket paths stay under 108 bytes)."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """Stop a server process: SIGINT (a clean stop), then kill after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextlib.contextmanager
+def sim_node(domains: int, *, seed: int = 1, xend_delay: float = 0.0,
+             prefix: str = "avb") -> Iterator[dict[str, str]]:
+    """Run ``python -m aiovirt.sim`` with ``domains`` guests; yield the endpoints it prints.
+
+    ``xend_delay`` seconds are added to every xend reply. The node logs warnings only (to this
+    process's stderr) and is stopped, its directory removed, when the block ends.
+    """
+    with short_dir(prefix) as directory:
+        cmd = [sys.executable, "-m", "aiovirt.sim", "--dir", directory, "--domains",
+               str(domains), "--seed", str(seed), "--log-level", "WARNING"]
+        if xend_delay:
+            cmd += ["--xend-delay", str(xend_delay)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit(f"the simulated node did not start (exit {proc.wait()})")
+            yield json.loads(line)
+        finally:
+            stop_process(proc)
+
+
+# The simulated xenstored alone, in its own process as the C daemon is.
+_XENSTORED_MAIN = """
+import asyncio, sys
+from aiovirt.sim.store import XenStoreDB
+from aiovirt.sim.xenstored import XenStored
+
+async def main():
+    async with XenStored(XenStoreDB(), sys.argv[1], sys.argv[2]):
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def sim_xenstored(directory: str) -> Iterator[str]:
+    """Run the simulated xenstored in a child process; yield its read-write socket path."""
+    path = os.path.join(directory, "socket")
+    proc = subprocess.Popen([sys.executable, "-c", _XENSTORED_MAIN, path, path + "_ro"],
+                            stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the simulated xenstored did not start")
+        yield path
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def real_xenstored_unavailable() -> str | None:
+    """Return why Debian's C xenstored cannot run here, or None if it can."""
+    from tests.support.real_xenstored import real_xenstored_available
+
+    return real_xenstored_available()
+
+
+@contextlib.contextmanager
+def real_xenstored(directory: str) -> Iterator[str]:
+    """Run Debian's C xenstored under the tests' stub; yield its socket path.
+
+    Raises :class:`RuntimeError` with the reason when it cannot run on this machine.
+    """
+    from tests.support.real_xenstored import real_xenstored as start
+
+    reason = real_xenstored_unavailable()
+    if reason is not None:
+        raise RuntimeError(reason)
+    with start(directory, trace=False) as path:
+        yield path
+
+
+@dataclass
+class Row:
+    """One measured way of refreshing every domain's info."""
+
+    label: str
+    domains: int
+    wall: float  # seconds per full refresh (median)
+    cpu: float  # client CPU seconds per full refresh (median)
+    cpu_worst: float = 0.0  # the most client CPU one refresh took
+    note: str = ""
+
+    def per_domain(self) -> float:
+        """Return the wall seconds per domain."""
+        return self.wall / self.domains
+
+
+async def measure(label: str, domains: int, refresh: Callable[[], Awaitable[object]],
+                  rounds: int, note: Callable[[], str] | None = None) -> Row:
+    """Return the median wall time and CPU of ``rounds`` full refreshes (after one warm-up)."""
+    await refresh()
+    walls, cpus = [], []
+    for _ in range(rounds):
+        c0, t0 = time.process_time(), time.perf_counter()
+        await refresh()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return Row(label, domains, statistics.median(walls), statistics.median(cpus), max(cpus),
+               note() if note else "")
+
+
+def print_rows(rows: list[Row], baseline: Row, *, heading: str, width: int,
+               rate: bool = False) -> None:
+    """Print ``rows`` as a table with each one's per-domain speed-up over ``baseline``.
+
+    ``heading`` names the first column (``width`` characters); ``rate`` adds domains per second.
+    """
+    print(f"  {heading:<{width}} {'domains':>7} {'wall/refresh':>13} {'CPU/refresh':>12} "
+          f"{'CPU worst':>10}" + (f" {'domains/s':>10}" if rate else "") + f" {'vs baseline':>11}")
+    for row in rows:
+        ratio = baseline.per_domain() / row.per_domain()
+        print(f"  {row.label:<{width}} {row.domains:>7} {row.wall * 1e3:>10.1f} ms "
+              f"{row.cpu * 1e3:>9.1f} ms {row.cpu_worst * 1e3:>7.1f} ms "
+              + (f"{row.domains / row.wall:>10.0f} " if rate else "") + f"{ratio:>10.1f}x"
+              + (f"  ({row.note})" if row.note else ""))
