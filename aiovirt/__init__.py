@@ -1,5 +1,6 @@
 """aiovirt: an asyncio API for Xen nodes (xend, xenstore, hypervisor) with events."""
 
+from aiovirt import xenstore
 from aiovirt._version import __version__, get_version
 from aiovirt.connection import Connection, NodeInfo, open, open_read_only
 from aiovirt.domain import Domain, DomainInfo
@@ -14,17 +15,21 @@ from aiovirt.errors import (
     reset_last_error,
     set_error_handler,
 )
+from aiovirt.events import DomainEvent, EventKind, StopReason
 from aiovirt.protocol.states import DomainState
 
 __all__ = [
     "Connection",
     "Domain",
+    "DomainEvent",
     "DomainInfo",
     "DomainState",
     "ErrorDomain",
     "ErrorLevel",
     "ErrorNumber",
+    "EventKind",
     "NodeInfo",
+    "StopReason",
     "VirtError",
     "__version__",
     "copy_last_error",
@@ -35,4 +40,5 @@ __all__ = [
     "open_read_only",
     "reset_last_error",
     "set_error_handler",
+    "xenstore",
 ]
