@@ -16,8 +16,9 @@ from aiovirt.protocol.privcmd import (
     PrivcmdOp,
     decode_domain_infos,
 )
-from aiovirt.protocol.xs_wire import FrameDecoder, Message, XsOp, encode
+from aiovirt.protocol.xs_wire import Message, XsOp, encode
 from aiovirt.sim import SimNode
+from tests.support.xs_raw import RawXsConnection
 
 
 @dataclass
@@ -97,28 +98,21 @@ async def http(node: SimNode, method: str, path: str, body: str | bytes | None =
         writer.close()
 
 
-class RawXs:
+class RawXs(RawXsConnection):
     """A raw xenstore connection: send frames, read replies and events."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.decoder = FrameDecoder()
+        super().__init__(reader, writer)
         self.pending: list[Message] = []
         self.req_id = 0
-
-    @classmethod
-    async def open(cls, path: str) -> RawXs:
-        """Connect to the daemon at ``path``."""
-        reader, writer = await asyncio.open_unix_connection(path)
-        return cls(reader, writer)
 
     async def next(self) -> Message | None:
         """Return the next frame (reply or event), None at end of stream."""
         while not self.pending:
-            data = await self.reader.read(65536)
-            if not data:
+            frames = await self.read_frames()
+            if frames is None:
                 return None
-            self.pending.extend(self.decoder.feed(data))
+            self.pending.extend(frames)
         return self.pending.pop(0)
 
     async def call(self, op: XsOp, *args: str) -> Message:
@@ -134,10 +128,6 @@ class RawXs:
                 assert msg is not None, "xenstored closed the connection"
                 if msg.op != XsOp.WATCH_EVENT and msg.req_id == self.req_id:
                     return msg
-
-    async def close(self) -> None:
-        """Close the connection."""
-        self.writer.close()
 
 
 async def privcmd_records(path: str, first: int = 0, count: int = 8192) -> list[DomainInfoRecord]:

@@ -9,34 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from aiovirt.protocol.xs_wire import FrameDecoder, Message, XsOp, encode
+from aiovirt.protocol.xs_wire import Message, XsOp, encode
 from aiovirt.sim.store import XenStoreDB
 from aiovirt.sim.xenstored import XenStored
+from tests.support.xs_raw import RawXsConnection
 
 TIMEOUT = 5.0
 
 
-class RawClient:
+class RawClient(RawXsConnection):
     """A raw xenstore wire client: requests with chosen req_id/tx_id, events kept apart."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.decoder = FrameDecoder()
+        super().__init__(reader, writer)
         self.frames: list[Message] = []
         self.next_req = 1
-
-    @classmethod
-    async def open(cls, path: str) -> RawClient:
-        reader, writer = await asyncio.open_unix_connection(path)
-        return cls(reader, writer)
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except (ConnectionError, BrokenPipeError):
-            pass
 
     def send(self, op: int, payload: bytes, *, tx: int = 0, req: int | None = None) -> int:
         if req is None:
@@ -46,10 +33,10 @@ class RawClient:
         return req
 
     async def _fill(self) -> None:
-        data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
-        if not data:
+        frames = await asyncio.wait_for(self.read_frames(), TIMEOUT)
+        if frames is None:
             raise EOFError("daemon closed the connection")
-        self.frames.extend(self.decoder.feed(data))
+        self.frames.extend(frames)
 
     async def reply(self, req: int) -> Message:
         """Return the reply to request ``req`` (events stay queued in ``frames``)."""
