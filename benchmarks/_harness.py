@@ -17,10 +17,8 @@ Imported first by each ``benchmarks/X.py`` script (a script's own folder is on `
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.sim_process import (  # noqa: E402
+    SimStartError,
+    start_sim_process,
+    stop_process,
+)
+
 
 @contextlib.contextmanager
 def short_dir(prefix: str = "avb") -> Iterator[str]:
@@ -44,19 +48,6 @@ def short_dir(prefix: str = "avb") -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def stop_process(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
-    """Stop a server process: SIGINT (a clean stop), then kill after 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
 @contextlib.contextmanager
 def sim_node(domains: int, *, seed: int = 1, xend_delay: float = 0.0,
              prefix: str = "avb") -> Iterator[dict[str, str]]:
@@ -65,18 +56,16 @@ def sim_node(domains: int, *, seed: int = 1, xend_delay: float = 0.0,
     ``xend_delay`` seconds are added to every xend reply. The node logs warnings only (to this
     process's stderr) and is stopped, its directory removed, when the block ends.
     """
+    args = ["--domains", str(domains), "--seed", str(seed), "--log-level", "WARNING"]
+    if xend_delay:
+        args += ["--xend-delay", str(xend_delay)]
     with short_dir(prefix) as directory:
-        cmd = [sys.executable, "-m", "aiovirt.sim", "--dir", directory, "--domains",
-               str(domains), "--seed", str(seed), "--log-level", "WARNING"]
-        if xend_delay:
-            cmd += ["--xend-delay", str(xend_delay)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line:
-                raise SystemExit(f"the simulated node did not start (exit {proc.wait()})")
-            yield json.loads(line)
+            proc, endpoints = start_sim_process(directory, *args)
+        except SimStartError as exc:
+            raise SystemExit(f"the simulated node did not start (exit {exc.code})") from None
+        try:
+            yield endpoints
         finally:
             stop_process(proc)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from tests.support.sim_process import SimStartError, start_sim_process, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,35 +36,18 @@ class SimProcess:
 def start_sim(domains: int, *, seed: int = 7) -> SimProcess:
     """Start a simulated node process and return it once it has printed its endpoints."""
     directory = tempfile.mkdtemp(prefix="avcli")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiovirt.sim", "--dir", directory, "--domains", str(domains),
-         "--seed", str(seed)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        err = proc.stderr.read() if proc.stderr else ""
-        proc.wait()
+    try:
+        proc, info = start_sim_process(directory, "--domains", str(domains), "--seed", str(seed),
+                                       stderr=subprocess.PIPE)
+    except SimStartError as exc:
         shutil.rmtree(directory, ignore_errors=True)
-        pytest.fail(f"python -m aiovirt.sim printed nothing; stderr:\n{err}")
-    info = json.loads(line)
+        pytest.fail(f"python -m aiovirt.sim printed nothing; stderr:\n{exc.stderr}")
     return SimProcess(directory, info["uri"], info, proc)
 
 
 def stop_sim(sim: SimProcess) -> None:
     """Stop the node process (SIGINT, then kill) and remove its directory."""
-    proc = sim.process
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+    stop_process(sim.process)
     shutil.rmtree(sim.directory, ignore_errors=True)
 
 
