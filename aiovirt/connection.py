@@ -48,9 +48,18 @@ from aiovirt.domain import Domain, DomainInfo
 from aiovirt.errors import ErrorDomain, ErrorHandler, ErrorNumber, VirtError, report, reporting
 from aiovirt.protocol import sexpr
 from aiovirt.protocol.privcmd import PAGE_KIB, DomainInfoRecord
-from aiovirt.protocol.sexpr import SExpr
-from aiovirt.protocol.states import DomainState, state_from_flags, state_from_xend
+from aiovirt.protocol.states import DomainState, state_from_flags
 from aiovirt.uri import ConnectionURI, parse_uri
+from aiovirt.xend_info import (
+    XendDomainRecord,
+    XendInfoBatches,
+    info_from_xend,
+    int_field,
+    is_enoent,
+    parse_uuid,
+    read_domain_sxpr,
+    record_fields,
+)
 
 if TYPE_CHECKING:
     from aiovirt.backends.hypervisor import Hypervisor
@@ -79,74 +88,6 @@ class NodeInfo(NamedTuple):
     sockets: int
     cores: int
     threads: int
-
-
-def _is_enoent(err: VirtError) -> bool:
-    return getattr(err, "errno_name", None) == "ENOENT"
-
-
-def _parse_uuid(text: str | None) -> uuidlib.UUID | None:
-    """Return the UUID in xend's 8-4-4-4-12 or 8-8-8-8 form (or ``/vm/<uuid>``), else None."""
-    if not text:
-        return None
-    text = text.rsplit("/", 1)[-1].replace("-", "")
-    try:
-        return uuidlib.UUID(hex=text)
-    except ValueError:
-        return None
-
-
-def _fields(sx: SExpr) -> dict[str, str]:
-    """Return the first atom value of each ``(key value)`` child of ``sx`` (one pass)."""
-    out: dict[str, str] = {}
-    if isinstance(sx, list):
-        for item in sx[1:]:
-            if isinstance(item, list) and item and isinstance(item[0], str):
-                key = item[0]
-                if key not in out:
-                    value = item[1] if len(item) > 1 else ""
-                    out[key] = value if isinstance(value, str) else ""
-    return out
-
-
-def _int(text: str | None, default: int = 0) -> int:
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return int(float(text))
-        except ValueError:
-            return default
-
-
-class _XendDomain(NamedTuple):
-    name: str
-    domid: int | None
-    uuid: uuidlib.UUID
-    fields: dict[str, str]
-    sx: SExpr
-
-
-def _xend_domain(sx: SExpr) -> _XendDomain:
-    f = _fields(sx)
-    domid = _int(f.get("domid"), -1) if f.get("domid") else None
-    return _XendDomain(f.get("name", ""), domid if domid is None or domid >= 0 else None,
-                       _parse_uuid(f.get("uuid")) or _ZERO_UUID, f, sx)
-
-
-def _info_from_xend(rec: _XendDomain) -> DomainInfo:
-    f = rec.fields
-    memory = _int(f.get("memory")) * 1024
-    max_mem = _int(f.get("maxmem")) * 1024 or memory
-    vcpus = _int(f.get("online_vcpus")) or _int(f.get("vcpus"))
-    try:
-        cpu_time = round(float(f.get("cpu_time") or 0.0) * 1e9)
-    except ValueError:
-        cpu_time = 0
-    return DomainInfo(state_from_xend(f.get("state")), max(max_mem, memory), memory, vcpus,
-                      cpu_time)
 
 
 _new_tuple = tuple.__new__
@@ -203,137 +144,6 @@ async def _gather_closing(
     return opened, failed
 
 
-class _XendInfoBatches:
-    """Coalesces concurrent ``info()`` calls on the xend route, as the hypervisor backend does.
-
-    Every request joins the *forming* batch; the batch starts once the requests of the current
-    loop iteration have joined, and requests arriving while one is in flight form the next. So
-    no answer comes from an HTTP request started before its call. A batch asks xend once for
-    every domain's detail (``GET /xend/domain?detail=1``) when that is cheaper than asking per
-    domain, i.e. when it holds at least :attr:`MIN_LIST` requests and at least half as many
-    as the node has domains (as last seen); otherwise it asks per domain, concurrently. Each
-    waiter has its own future (cancelling one leaves the batch to the others) and its own copy
-    of an error, raised and reported in the waiting task.
-    """
-
-    MIN_LIST = 8
-
-    def __init__(self, conn: Connection, xend: XendClient) -> None:
-        self._conn = conn
-        self._xend = xend
-        self._forming: list[tuple[asyncio.Future[_XendDomain | None], int]] | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._known = 0  # domains on the node at the last list (0: not listed yet)
-        self.stats: dict[str, int] = {"batches": 0, "lists": 0, "single": 0}
-
-    def request(self, domid: int) -> asyncio.Future[_XendDomain | None]:
-        """Return a future of domain ``domid``'s record (None: no such domain)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_XendDomain | None] = loop.create_future()
-        batch = self._forming
-        if batch is None:
-            batch = self._forming = []
-            if self._runner is None:
-                # Its first step comes after every task scheduled in this loop iteration.
-                self._runner = loop.create_task(self._run(), name=f"aiovirt xend info "
-                                                f"({self._conn.uri})")
-        batch.append((fut, domid))
-        return fut
-
-    async def close(self) -> None:
-        """Stop the runner; the requests it held fail with INVALID_CONN."""
-        runner = self._runner
-        if runner is not None:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-        if self._forming is not None:
-            self._fail(self._forming, None)
-            self._forming = None
-
-    def seen(self, count: int) -> None:
-        """Note that the node had ``count`` domains (from a detailed list made elsewhere)."""
-        self._known = count
-
-    async def _run(self) -> None:
-        try:
-            while (batch := self._forming) is not None:
-                self._forming = None
-                try:
-                    await self._serve(batch)
-                except asyncio.CancelledError:
-                    self._fail(batch, None)
-                    raise
-                except Exception as exc:  # a bug here must not leave waiters hanging
-                    log.exception("%s: xend info batch failed", self._conn.uri)
-                    self._fail(batch, exc)
-        finally:
-            self._runner = None
-
-    async def _serve(self, batch: list[tuple[asyncio.Future[_XendDomain | None], int]]) -> None:
-        live = [(fut, domid) for fut, domid in batch if not fut.done()]
-        if not live:
-            return
-        self.stats["batches"] += 1
-        if len(live) >= self.MIN_LIST and len(live) * 2 >= self._known:
-            self.stats["lists"] += 1
-            try:
-                recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
-            except Exception as exc:
-                self._fail(live, exc)
-                return
-            self._known = len(recs)
-            by_id = {r.domid: r for r in recs if r.domid is not None}
-            for fut, domid in live:
-                if not fut.done():
-                    fut.set_result(by_id.get(domid))
-            return
-        self.stats["single"] += len(live)
-        results: list[_XendDomain | BaseException | None]
-        if len(live) == 1:  # the common lone call: no task of its own
-            try:
-                results = [await self._one(live[0][1])]
-            except Exception as exc:
-                results = [exc]
-        else:
-            results = await asyncio.gather(*(self._one(domid) for _, domid in live),
-                                           return_exceptions=True)
-        for (fut, _), result in zip(live, results, strict=True):
-            if fut.done():
-                continue
-            if isinstance(result, BaseException):
-                self._fail([(fut, 0)], result)
-            else:
-                fut.set_result(result)
-
-    async def _one(self, domid: int) -> _XendDomain | None:
-        try:
-            return _xend_domain(await self._xend.domain(domid))
-        except VirtError as err:
-            if err.code == ErrorNumber.NO_DOMAIN or _is_enoent(err):
-                return None
-            raise
-
-    def _fail(self, batch: Sequence[tuple[asyncio.Future[Any], int]],
-              exc: BaseException | None) -> None:
-        """Fail each unanswered request of ``batch`` with its own error (None: closed)."""
-        for fut, _ in batch:
-            if fut.done():
-                continue
-            if isinstance(exc, VirtError):
-                err = exc.copy()
-                err.__cause__ = exc.__cause__
-            elif exc is None:
-                err = VirtError(ErrorNumber.INVALID_CONN, ErrorDomain.NONE,
-                                f"connection to {self._conn.uri!r} (closed before the Xen "
-                                "daemon answered)", conn=self._conn)
-            else:
-                err = VirtError(ErrorNumber.INTERNAL_ERROR, ErrorDomain.XEND,
-                                f"asking {self._xend.where} for domain information: "
-                                f"{type(exc).__name__}: {exc}")
-                err.__cause__ = exc
-            fut.set_exception(err)
-
-
 class Connection:
     """An open connection to one Xen node (see the module docstring for the routing).
 
@@ -350,7 +160,7 @@ class Connection:
         self._xs: XenStoreClient | None = None
         self._xs_path: str | None = None
         self._hv: Hypervisor | None = None
-        self._xend_info: _XendInfoBatches | None = None
+        self._xend_info: XendInfoBatches | None = None
         self._why_not: dict[str, str] = {}
         self._closed = False
         self._close_lock = asyncio.Lock()
@@ -395,7 +205,7 @@ class Connection:
         self._xs = opened.get(_XENSTORE)
         self._hv = opened.get(_HYPERVISOR)
         if self._xend is not None:
-            self._xend_info = _XendInfoBatches(self, self._xend)
+            self._xend_info = XendInfoBatches(self, self._xend)
         for name, exc in failed.items():
             self._why_not[name] = str(exc)
             level = logging.DEBUG if name == _HYPERVISOR and spec.hypervisor == "auto" else (
@@ -599,7 +409,7 @@ class Connection:
         try:
             yield
         except VirtError as err:
-            if err.code == ErrorNumber.NO_DOMAIN or _is_enoent(err):
+            if err.code == ErrorNumber.NO_DOMAIN or is_enoent(err):
                 raise self._gone(dom, err) from err
             raise
 
@@ -617,7 +427,7 @@ class Connection:
         try:
             value = await self._xs.read(path)
         except VirtError as err:
-            if _is_enoent(err):
+            if is_enoent(err):
                 return None
             raise
         return value.decode("utf-8", "replace")
@@ -627,7 +437,7 @@ class Connection:
         try:
             entries = await self._xs.directory("/local/domain")
         except VirtError as err:
-            if _is_enoent(err):
+            if is_enoent(err):
                 return []
             raise
         return sorted(int(e) for e in entries if e.isdigit())
@@ -639,7 +449,7 @@ class Connection:
                                         self._xs_read(base + "/vm"))
         if name is None:
             return None
-        return name, _parse_uuid(vm) or _ZERO_UUID
+        return name, parse_uuid(vm) or _ZERO_UUID
 
     async def _xs_identities(self, ids: Sequence[int]) -> list[tuple[int, str, uuidlib.UUID]]:
         found = await asyncio.gather(*(self._xs_identity(i) for i in ids))
@@ -661,8 +471,9 @@ class Connection:
         if self._hv is not None:
             return await self._hv.version()
         if self._xend is not None:
-            f = _fields(await self._xend.node())
-            return _int(f.get("xen_major")) * 1_000_000 + _int(f.get("xen_minor")) * 1_000
+            f = record_fields(await self._xend.node())
+            return (int_field(f.get("xen_major")) * 1_000_000
+                    + int_field(f.get("xen_minor")) * 1_000)
         return 0
 
     @reporting
@@ -678,14 +489,14 @@ class Connection:
             return NodeInfo(platform.machine() or "unknown", phys.total_pages * PAGE_KIB,
                             phys.nr_cpus, phys.cpu_khz // 1000, nodes, sockets, cores, threads)
         xend = self._need_xend("node information")
-        f = _fields(await xend.node())
-        nodes = _int(f.get("nr_nodes"), 1) or 1
-        cores = _int(f.get("cores_per_socket"), 1) or 1
-        threads = _int(f.get("threads_per_core"), 1) or 1
-        cpus = _int(f.get("nr_cpus"))
-        sockets = _int(f.get("sockets_per_node")) or max(cpus // (nodes * cores * threads), 1)
-        return NodeInfo(f.get("machine") or "unknown", _int(f.get("total_memory")) * 1024,
-                        cpus, _int(f.get("cpu_mhz")), nodes, sockets, cores, threads)
+        f = record_fields(await xend.node())
+        nodes = int_field(f.get("nr_nodes"), 1) or 1
+        cores = int_field(f.get("cores_per_socket"), 1) or 1
+        threads = int_field(f.get("threads_per_core"), 1) or 1
+        cpus = int_field(f.get("nr_cpus"))
+        sockets = int_field(f.get("sockets_per_node")) or max(cpus // (nodes * cores * threads), 1)
+        return NodeInfo(f.get("machine") or "unknown", int_field(f.get("total_memory")) * 1024,
+                        cpus, int_field(f.get("cpu_mhz")), nodes, sockets, cores, threads)
 
     async def _records(self) -> list[DomainInfoRecord]:
         assert self._hv is not None
@@ -698,7 +509,7 @@ class Connection:
         if self._hv is not None:
             return sorted(r.domid for r in await self._records())
         if self._xend is not None:
-            recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
+            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
             return sorted(r.domid for r in recs if r.domid is not None)
         return await self._xs_domids()
 
@@ -712,7 +523,7 @@ class Connection:
         """Return every running domain, in one round trip where the node allows it."""
         self._check_open()
         if self._xend is not None:
-            recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
+            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
             if self._xend_info is not None:
                 self._xend_info.seen(len(recs))
             doms = [Domain(self, r.name, r.domid, r.uuid) for r in recs if r.domid is not None]
@@ -736,7 +547,7 @@ class Connection:
                             f"domain name must be a non-empty string, not {name!r}", conn=self)
         if self._xend is not None:
             try:
-                rec = _xend_domain(await self._xend.domain(name))
+                rec = read_domain_sxpr(await self._xend.domain(name))
             except VirtError as err:
                 if err.code == ErrorNumber.NO_DOMAIN:
                     raise self._no_domain(f"name {name!r}", err) from err
@@ -771,13 +582,13 @@ class Connection:
                 raise self._no_domain(f"id {domid}")
         assert self._xend is not None
         try:
-            rec = _xend_domain(await self._xend.domain(domid))
+            rec = read_domain_sxpr(await self._xend.domain(domid))
         except VirtError as err:
             if err.code == ErrorNumber.NO_DOMAIN:
                 raise self._no_domain(f"id {domid}", err) from err
             raise
         if rec.domid != domid:  # a domain *named* like the number shadows the id
-            recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
+            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
             match = next((r for r in recs if r.domid == domid), None)
             if match is None:
                 raise self._no_domain(f"id {domid}")
@@ -831,7 +642,7 @@ class Connection:
                 if ident is not None:
                     return Domain(self, ident[0], match.domid, wanted)
         if self._xend is not None:
-            recs = [_xend_domain(sx) for sx in await self._xend.list_domains_detail()]
+            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
             rec = next((r for r in recs if r.uuid == wanted and r.domid is not None), None)
             if rec is None or rec.domid is None:
                 raise self._no_domain(what)
@@ -844,7 +655,7 @@ class Connection:
         ids = await self._xs_domids()
         vms = await asyncio.gather(*(self._xs_read(f"/local/domain/{i}/vm") for i in ids))
         for domid, vm in zip(ids, vms, strict=True):
-            if _parse_uuid(vm) == wanted or (wanted == _ZERO_UUID and domid == 0):
+            if parse_uuid(vm) == wanted or (wanted == _ZERO_UUID and domid == 0):
                 ident = await self._xs_identity(domid)
                 if ident is not None:
                     return Domain(self, ident[0], domid, wanted)
@@ -866,7 +677,7 @@ class Connection:
 
         config = xml_to_sexpr(xml)
         parsed = sexpr.parse(config) if isinstance(config, str) else config
-        name = _fields(parsed).get("name", "")
+        name = record_fields(parsed).get("name", "")
         if not name:
             raise VirtError(ErrorNumber.NO_NAME, ErrorDomain.XML, xml[:200], conn=self)
         await xend.create(parsed)
@@ -941,7 +752,7 @@ class Connection:
         return None
 
     def _info_answer(self, dom: Domain,
-                     answer: DomainInfoRecord | _XendDomain | None) -> DomainInfo:
+                     answer: DomainInfoRecord | XendDomainRecord | None) -> DomainInfo:
         """Return ``dom``'s info from the answer to :meth:`_info_request`; NO_DOMAIN if gone.
 
         The same checks as :meth:`_domain_record` (hypervisor) and :meth:`_domain_sxpr`
@@ -950,10 +761,10 @@ class Connection:
         """
         if answer is None:
             raise self._gone(dom)
-        if isinstance(answer, _XendDomain):
+        if isinstance(answer, XendDomainRecord):
             if answer.domid != dom._id or (dom._uuid != _ZERO_UUID and answer.uuid != dom._uuid):
                 raise self._gone(dom)
-            return _info_from_xend(answer)
+            return info_from_xend(answer)
         domid, flags, tot_pages, max_pages, _, cpu_time, vcpus, _, _, handle = answer
         if domid != dom._id or (handle != dom._handle and dom._handle != _ZERO_HANDLE
                                 and any(handle)):
@@ -965,10 +776,10 @@ class Connection:
             state, max_pages * PAGE_KIB, tot_pages * PAGE_KIB, vcpus, cpu_time))
         return info
 
-    async def _domain_sxpr(self, dom: Domain) -> _XendDomain:
+    async def _domain_sxpr(self, dom: Domain) -> XendDomainRecord:
         assert self._xend is not None
         with self._domain_errors(dom):
-            rec = _xend_domain(await self._xend.domain(dom.id))
+            rec = read_domain_sxpr(await self._xend.domain(dom.id))
         if rec.domid != dom.id or (dom.uuid != _ZERO_UUID and rec.uuid != dom.uuid):
             raise self._gone(dom)
         return rec
@@ -986,15 +797,15 @@ class Connection:
         if self._hv is not None:
             return _info_from_record(await self._domain_record(dom))
         if self._xend is not None:
-            return _info_from_xend(await self._domain_sxpr(dom))
+            return info_from_xend(await self._domain_sxpr(dom))
         base = await self._xs_domain_base(dom)
         vm = f"/vm/{dom.uuid}"
         target, maxmem, avail, vcpus = await asyncio.gather(
             self._xs_read(base + "/memory/target"), self._xs_read(vm + "/maxmem"),
             self._xs_read(vm + "/vcpu_avail"), self._xs_read(vm + "/vcpus"))
-        memory = _int(target)
-        max_mem = max(_int(maxmem) * 1024, memory)
-        online = bin(_int(avail)).count("1") if avail else _int(vcpus)
+        memory = int_field(target)
+        max_mem = max(int_field(maxmem) * 1024, memory)
+        online = bin(int_field(avail)).count("1") if avail else int_field(vcpus)
         # xenstore holds no run state nor CPU time (libvirt reported NOSTATE and 0 too).
         return DomainInfo(DomainState.NOSTATE, max_mem, memory, online, 0)
 
@@ -1003,7 +814,7 @@ class Connection:
         if self._xs is not None:
             vm = await self._xs_read(f"/local/domain/{dom.id}/vm")
             if vm is not None:
-                found = _parse_uuid(vm)
+                found = parse_uuid(vm)
                 if dom.uuid != _ZERO_UUID and found is not None and found != dom.uuid:
                     raise self._gone(dom)  # the id now belongs to another domain
                 return await self._xs_read(vm + "/image/ostype") or "linux"
@@ -1036,7 +847,7 @@ class Connection:
         assert self._xend is not None
         with self._domain_errors(dom):
             sx = await self._xend.domain(dom.id)
-        rec = _xend_domain(sx)
+        rec = read_domain_sxpr(sx)
         if rec.domid != dom.id or (dom.uuid != _ZERO_UUID and rec.uuid != dom.uuid):
             raise self._gone(dom)
         return sexpr_to_xml(sx)

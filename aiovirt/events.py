@@ -728,15 +728,15 @@ def _probe_for(conn: Connection) -> _Probe:
 
         return _Probe(scan_hypervisor, lookup, conn.xenstore_path, exists)
     if xend is not None:
-        from aiovirt.connection import _info_from_xend, _xend_domain
+        from aiovirt.xend_info import info_from_xend, read_domain_sxpr
 
         async def scan_xend() -> list[_Seen]:
             seen = []
             for sx in await xend.list_domains_detail():
-                rec = _xend_domain(sx)
+                rec = read_domain_sxpr(sx)
                 if rec.domid is None:
                     continue
-                info = _info_from_xend(rec)
+                info = info_from_xend(rec)
                 code = None
                 if info.state in (DomainState.SHUTOFF, DomainState.CRASHED):
                     reason = rec.fields.get("shutdown_reason", "poweroff")
