@@ -184,8 +184,13 @@ def run_daemon(name: str, path: str, duration: float) -> list[Result]:
     ours = by[("aiovirt", 256)]
     raw = by[("raw", 256)]
     pyxs_best = max(by[("pyxs 1 thr", 1)].rate, by[("pyxs 16 thr", 16)].rate)
-    print(f"aiovirt@256 / raw@256      = {ours.rate / raw.rate:6.1%}  (target >= 70%)")
-    print(f"aiovirt@256 / best pyxs    = {ours.rate / pyxs_best:6.1f}x (target >= 6x)")
+    # The targets are set on the real daemon; against the sim's (whose raw ceiling is
+    # several times the real one) the same ratios are printed for information.
+    real = name.startswith("real")
+    target_raw = "(target >= 70%)" if real else "(information: targets are on the real daemon)"
+    target_pyxs = "(target >= 6x)" if real else ""
+    print(f"aiovirt@256 / raw@256      = {ours.rate / raw.rate:6.1%}  {target_raw}")
+    print(f"aiovirt@256 / best pyxs    = {ours.rate / pyxs_best:6.1f}x {target_pyxs}".rstrip())
     print(f"aiovirt@1   / pyxs 1 thr   = "
           f"{by[('aiovirt', 1)].rate / by[('pyxs 1 thr', 1)].rate:6.1f}x")
     return results
