@@ -420,14 +420,24 @@ class _EventSource:
             await self._watch_registered.wait()
             await self._baseline()
             self._ready.set()
+            loop = asyncio.get_running_loop()
+            # Polls run at a fixed rate (a scan's own time does not stretch the period), so a
+            # polled change is reported at most one interval plus one scan after it happened.
+            # A kick (a watch fired) scans at once without moving the next poll.
+            deadline = loop.time() + self.interval
             while True:
                 self._idle = True
                 try:
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.interval):
+                        async with asyncio.timeout_at(deadline):
                             await self._kick.wait()
                 finally:
                     self._idle = False
+                now = loop.time()
+                if now >= deadline:
+                    deadline += self.interval
+                    if deadline <= now:  # a slow scan left us behind: start the beat afresh
+                        deadline = now + self.interval
                 self._kick.clear()
                 try:
                     await self._scan()

@@ -8,7 +8,7 @@ event arrives. Actions, 1,000 by default, in four equal groups:
   (``@releaseDomain`` / ``@introduceDomain``); one action at a time, each waiting for its event.
   Target: median under 10 ms.
 - ``suspend`` -> SUSPENDED and ``resume`` -> RESUMED: no watch announces them; the stream finds
-  them by polling every ``--interval``. Target: every one within one interval (plus a scan).
+  them by polling every ``--interval``. Target: every one within one interval plus its scan (10 ms).
 
 Afterwards every action must have produced exactly one event of its kind for its domain: none
 lost, none doubled. The baseline, measured in the same run on the same node, is the floor for a
@@ -89,6 +89,11 @@ def ms(values: list[float]) -> str:
             f"max {ordered[-1] * 1e3:6.2f} ms")
 
 
+# A polled change is seen at the next poll and reported when that scan ends: one interval plus
+# the scan itself (about a millisecond here).
+SCAN_ALLOWANCE = 0.010
+
+
 async def bench(uri: str, xs_path: str, actions: int, interval: float) -> int:
     """Run the actions and print the figures; return 0 if every target was met."""
     per_kind = actions // 4
@@ -157,7 +162,7 @@ async def bench(uri: str, xs_path: str, actions: int, interval: float) -> int:
         values = latency[verb]
         med = statistics.median(values)
         watch = verb in ("destroy", "create")
-        target = 0.010 if watch else interval + 0.02
+        target = 0.010 if watch else interval + SCAN_ALLOWANCE
         ok = (med if watch else max(values)) < target
         targets_met &= ok
         source = "watch" if watch else "poll "
