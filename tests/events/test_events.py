@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -44,9 +43,9 @@ async def expect(stream: EventStream, name: str, kind: EventKind, detail: str | 
     return event
 
 
-async def test_every_kind_is_reported_once_in_order(node: SimNode, conn: Connection) -> None:
-    workdir = tempfile.mkdtemp(prefix="avsave")
-    image = os.path.join(workdir, "vm2.save")
+async def test_every_kind_is_reported_once_in_order(node: SimNode, conn: Connection,
+                                                    tmp_path: Path) -> None:
+    image = str(tmp_path / "vm2.save")
     async with conn.events(interval=INTERVAL) as events:
         vm1 = await conn.lookup_by_name("vm1")
         await vm1.suspend()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -267,10 +266,10 @@ def _normalise(steps: list[Step], log: list[tuple]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
-async def test_same_replies_and_events_as_c_xenstored(name: str) -> None:
+async def test_same_replies_and_events_as_c_xenstored(name: str, short_dir: str) -> None:
     require_real_xenstored()
     nconn, steps = SCRIPTS[name]
-    d = tempfile.mkdtemp(prefix="av")
+    d = short_dir
     with real_xenstored(d, trace=False) as real_path:
         real = await asyncio.to_thread(run_script, real_path, steps, nconn)
     server = XenStored(XenStoreDB(), f"{d}/sim-socket", None)
