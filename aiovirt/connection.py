@@ -414,6 +414,12 @@ class Connection:
                 raise self._gone(dom, err) from err
             raise
 
+    def _check_lifecycle(self, dom: Domain, verb: str) -> None:
+        """Refuse ``verb`` on ``dom`` before any I/O: read-only, gone, or Domain-0."""
+        self._check_writable(f"{verb} domain {dom.name!r}")
+        self._check_domain(dom)
+        self._refuse_domain0(dom, verb)
+
     def _refuse_domain0(self, dom: Domain, what: str) -> None:
         if dom.id == 0:
             raise VirtError(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOM,
@@ -928,35 +934,26 @@ class Connection:
         raise self._missing(what, _HYPERVISOR, _XEND)
 
     async def _domain_suspend(self, dom: Domain) -> None:
-        self._check_writable(f"suspend domain {dom.name!r}")
-        self._check_domain(dom)
-        self._refuse_domain0(dom, "suspend")
+        self._check_lifecycle(dom, "suspend")
         await self._hv_or_xend(dom, "suspending a domain",
                                self._hv.pause if self._hv else None,
                                self._xend.pause if self._xend else None)
 
     async def _domain_resume(self, dom: Domain) -> None:
-        self._check_writable(f"resume domain {dom.name!r}")
-        self._check_domain(dom)
-        self._refuse_domain0(dom, "resume")
+        self._check_lifecycle(dom, "resume")
         await self._hv_or_xend(dom, "resuming a domain",
                                self._hv.unpause if self._hv else None,
                                self._xend.unpause if self._xend else None)
 
     async def _domain_destroy(self, dom: Domain) -> None:
-        self._check_writable(f"destroy domain {dom.name!r}")
-        self._check_domain(dom)
-        self._refuse_domain0(dom, "destroy")
+        self._check_lifecycle(dom, "destroy")
         await self._hv_or_xend(dom, "destroying a domain",
                                self._hv.destroy if self._hv else None,
                                self._xend.destroy if self._xend else None)
         dom._gone = True
 
     async def _domain_shutdown(self, dom: Domain, reason: str) -> None:
-        self._check_writable(f"{'reboot' if reason == 'reboot' else 'shut down'} domain "
-                             f"{dom.name!r}")
-        self._check_domain(dom)
-        self._refuse_domain0(dom, "reboot" if reason == "reboot" else "shut down")
+        self._check_lifecycle(dom, "reboot" if reason == "reboot" else "shut down")
         if self._xend is not None:
             with self._domain_errors(dom):
                 await self._xend.shutdown(dom.id, reason)
