@@ -169,3 +169,23 @@ def print_rows(rows: list[Row], baseline: Row, *, heading: str, width: int,
               f"{row.cpu * 1e3:>9.1f} ms {row.cpu_worst * 1e3:>7.1f} ms "
               + (f"{row.domains / row.wall:>10.0f} " if rate else "") + f"{ratio:>10.1f}x"
               + (f"  ({row.note})" if row.note else ""))
+
+
+# Issue 6's targets for polling every domain's info(): a speed-up over the sequential xend poll
+# (judged at 1,000 domains) and the client CPU of one full refresh (judged at 5,000).
+SPEEDUP_TARGET = 50.0
+CPU_TARGET_MS = 50.0
+
+
+def print_poll_verdict(domains: int, row: Row, baseline: Row) -> None:
+    """Print whether ``row`` meets issue 6's target for a node of ``domains`` guests."""
+    if domains < 5000:
+        speedup = baseline.per_domain() / row.per_domain()
+        verdict = "met" if speedup >= SPEEDUP_TARGET else "MISSED"
+        print(f"  target >= {SPEEDUP_TARGET:.0f}x faster than the sequential xend poll: "
+              f"{speedup:.1f}x ({verdict}; '{row.label}')")
+    else:
+        verdict = "met" if row.cpu * 1e3 < CPU_TARGET_MS else "MISSED"
+        print(f"  target client CPU per refresh < {CPU_TARGET_MS:.0f} ms: "
+              f"{row.cpu * 1e3:.1f} ms median, {row.cpu_worst * 1e3:.1f} ms worst "
+              f"({verdict}; '{row.label}')")

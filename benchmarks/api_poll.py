@@ -33,13 +33,10 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
-from _harness import Row, measure, print_rows, sim_node
+from _harness import Row, measure, print_poll_verdict, print_rows, sim_node
 
 import aiovirt
 from aiovirt.domain import Domain
-
-SPEEDUP_TARGET = 50.0  # x the sequential xend poll, at 1,000 domains
-CPU_TARGET_MS = 50.0  # client CPU per full refresh of 5,000 domains
 
 
 def all_at_once(doms: list[Domain]) -> Callable[[], Awaitable[object]]:
@@ -101,19 +98,6 @@ async def xend_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | Non
     return rows
 
 
-def verdicts(size: int, hv: Row, baseline: Row) -> None:
-    """Print whether the hypervisor route meets issue 6's targets at this size."""
-    speedup = baseline.per_domain() / hv.per_domain()
-    if size < 5000:
-        verdict = "met" if speedup >= SPEEDUP_TARGET else "MISSED"
-        print(f"  target >= {SPEEDUP_TARGET:.0f}x the sequential xend poll (public API, "
-              f"hypervisor on): {speedup:.1f}x ({verdict})")
-    else:
-        verdict = "met" if hv.cpu * 1e3 < CPU_TARGET_MS else "MISSED"
-        print(f"  target client CPU per refresh < {CPU_TARGET_MS:.0f} ms (public API, hypervisor "
-              f"on): {hv.cpu * 1e3:.1f} ms median, {hv.cpu_worst * 1e3:.1f} ms worst ({verdict})")
-
-
 async def main() -> None:
     """Run every size (and the slow-xend node) and print the tables and verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,7 +119,7 @@ async def main() -> None:
         baseline = rows[-1]
         print(f"\n{size} guests (+ Domain-0); baseline: '{baseline.label}'")
         print_rows(rows, baseline, heading="route, how", width=38)
-        verdicts(size, rows[0], baseline)
+        print_poll_verdict(size, rows[0], baseline)
         if n == 0 and args.xend_delay > 0:
             tag = f"+{args.xend_delay * 1e3:g}ms"
             with sim_node(size, xend_delay=args.xend_delay, prefix="avbench") as endpoints:

@@ -30,13 +30,10 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from _harness import Row, measure, print_rows, sim_node
+from _harness import Row, measure, print_poll_verdict, print_rows, sim_node
 
 import aiovirt
 from aiovirt.backends.hypervisor import Hypervisor
-
-CPU_TARGET_MS = 50.0
-SPEEDUP_TARGET = 50.0
 
 
 def uri(endpoints: dict[str, str], hypervisor: str | None) -> str:
@@ -150,16 +147,7 @@ async def bench(sizes: list[int], rounds: int, seq_limit: int | None) -> None:
             print_rows(rows, baseline, heading="method", width=48, rate=True)
             checked = [rows[0]] + (rows[2:4] if has_api else [])
             for row in checked:
-                speedup = (baseline.wall / baseline.domains) / (row.wall / row.domains)
-                if guests < 5000:
-                    verdict = "met" if speedup >= SPEEDUP_TARGET else "MISSED"
-                    print(f"  target >= {SPEEDUP_TARGET:.0f}x faster than the sequential xend "
-                          f"poll: {speedup:.0f}x ({verdict}; '{row.label}')")
-                else:
-                    verdict = "met" if row.cpu * 1e3 < CPU_TARGET_MS else "MISSED"
-                    print(f"  target client CPU per refresh < {CPU_TARGET_MS:.0f} ms: "
-                          f"{row.cpu * 1e3:.1f} ms median, {row.cpu_worst * 1e3:.1f} ms worst "
-                          f"({verdict}; '{row.label}')")
+                print_poll_verdict(guests, row, baseline)
 
 
 def main() -> None:
