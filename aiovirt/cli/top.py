@@ -104,7 +104,7 @@ async def collect(conn: Connection) -> list[tuple[Domain, DomainInfo]]:
     return await conn.domain_infos()
 
 
-def _summary(rows: Sequence[DomainRow]) -> str:
+def _summary(rows: Sequence[DomainRow], node_cpus: int | None = None) -> str:
     counts: dict[str, int] = {}
     for row in rows:
         word = state_name(row.state)
@@ -112,8 +112,11 @@ def _summary(rows: Sequence[DomainRow]) -> str:
     parts = ", ".join(f"{n} {word}" for word, n in sorted(counts.items(), key=lambda p: -p[1]))
     total_mem = sum(r.memory for r in rows)
     total_cpu = sum(r.cpu_percent or 0.0 for r in rows)
-    return (f"{len(rows)} domains ({parts})   memory {total_mem // 1024} MiB   "
-            f"CPU {total_cpu:.1f}%")
+    # CPU% is per CPU (100% = one CPU busy), so the sum is read against the node's whole
+    cpu = f"CPU {total_cpu:.1f}%"
+    if node_cpus:
+        cpu += f" of {node_cpus * 100}% ({node_cpus} CPUs)"
+    return f"{len(rows)} domains ({parts})   memory {total_mem // 1024} MiB   {cpu}"
 
 
 _STATE_STYLE = {
@@ -122,27 +125,47 @@ _STATE_STYLE = {
 }
 
 
+# Lines a frame spends outside the rows: the header, the column titles, the summary and the
+# key help. They are kept whatever the terminal's height; rows get what is left.
+_FRAME_LINES = 4
+# The NAME column is as wide as the longest name it shows, within these bounds.
+_NAME_MIN, _NAME_MAX = 4, 40
+
+
+def _line(text: str | Text, style: str = "") -> Text:
+    line = text if isinstance(text, Text) else Text(text, style=style)
+    line.no_wrap = True
+    line.overflow = "ellipsis"
+    return line
+
+
 def build_frame(rows: Sequence[DomainRow], *, uri: str, sort: str, reverse: bool,
-                interval: float, height: int, clock: str | None = None) -> Group:
-    """Return one dashboard frame: a header and as many sorted rows as fit in ``height``."""
+                interval: float, height: int, clock: str | None = None,
+                node_cpus: int | None = None) -> Group:
+    """Return one dashboard frame: a header and as many sorted rows as fit in ``height``.
+
+    The header and the two footer lines are always drawn, each on one line (cut with an
+    ellipsis on a narrow terminal), so a small terminal loses rows, never the frame's edges.
+    """
     ordered = sort_rows(list(rows), sort, reverse)
-    visible = max(1, height - 6)
-    header = Text.assemble(
+    visible = max(0, height - _FRAME_LINES)
+    shown = ordered[:visible]
+    header = _line(Text.assemble(
         ("aiovirsh top", "bold"), "  ", clock or time.strftime("%H:%M:%S"),
         f"  every {interval:g}s  sort: {sort}", " (reversed)" if reverse else "", f"  {uri}",
-    )
-    header.no_wrap = True
-    header.overflow = "ellipsis"
-    grid = Table(box=None, expand=True, pad_edge=False, show_edge=False, header_style="bold")
+    ))
+    name_width = min(_NAME_MAX, max([_NAME_MIN, *(len(r.name) for r in shown)]))
+    grid = Table(box=None, expand=False, pad_edge=False, show_edge=False, header_style="bold")
     grid.add_column("ID", justify="right", no_wrap=True)
-    grid.add_column("NAME", no_wrap=True, overflow="ellipsis", ratio=1)
+    grid.add_column("NAME", no_wrap=True, overflow="ellipsis", min_width=name_width,
+                    max_width=name_width)
     grid.add_column("STATE", no_wrap=True)
     grid.add_column("VCPUS", justify="right", no_wrap=True)
     grid.add_column("MEM(MiB)", justify="right", no_wrap=True)
     grid.add_column("MAXMEM(MiB)", justify="right", no_wrap=True)
     grid.add_column("CPU%", justify="right", no_wrap=True)
     grid.add_column("CPU TIME", justify="right", no_wrap=True)
-    for row in ordered[:visible]:
+    for row in shown:
         grid.add_row(
             str(row.id), row.name,
             Text(state_name(row.state), style=_STATE_STYLE.get(row.state, "")),
@@ -150,16 +173,16 @@ def build_frame(rows: Sequence[DomainRow], *, uri: str, sort: str, reverse: bool
             "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}",
             format_cpu_time(row.cpu_time),
         )
-    hidden = len(ordered) - min(len(ordered), visible)
-    footer = Text(
-        f"{_summary(rows)}" + (f"   ({hidden} more below)" if hidden else "")
-        + "\nkeys: c cpu  m mem  n name  i id  s state  v vcpus  t time  r reverse  q quit",
-        style="dim",
-    )
-    return Group(header, grid, footer)
+    hidden = len(ordered) - len(shown)
+    summary = _line(_summary(rows, node_cpus) + (f"   ({hidden} more below)" if hidden else ""),
+                    "dim")
+    keys = _line("keys: c cpu  m mem  n name  i id  s state  v vcpus  t time  r reverse  q quit",
+                 "dim")
+    return Group(header, grid, summary, keys)
 
 
-def text_snapshot(rows: Sequence[DomainRow], sort: str, reverse: bool) -> str:
+def text_snapshot(rows: Sequence[DomainRow], sort: str, reverse: bool,
+                  node_cpus: int | None = None) -> str:
     """Return every row as a plain aligned table (``top --once``)."""
     ordered = sort_rows(list(rows), sort, reverse)
     body = table(
@@ -169,7 +192,7 @@ def text_snapshot(rows: Sequence[DomainRow], sort: str, reverse: bool) -> str:
          for r in ordered),
         right=(True, False, False, True, True, True, True, True),
     )
-    return body + "\n\n" + _summary(rows)
+    return body + "\n\n" + _summary(rows, node_cpus)
 
 
 async def _sample(conn: Connection, model: TopModel) -> list[DomainRow]:
@@ -184,21 +207,31 @@ async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) 
                         info=f"--interval must be more than 0, not {args.interval}")
     model = TopModel()
     uri = args.connect or "xen:///"
+    node_cpus = await _node_cpus(conn)
     if args.once:
         await _sample(conn, model)
         await asyncio.sleep(args.interval)
         rows = await _sample(conn, model)
         if as_json:
             ordered = sort_rows(rows, args.sort, args.reverse)
-            print(to_json({"domains": [r.as_dict() for r in ordered],
-                           "summary": _summary(rows)}), flush=True)
+            print(to_json({"domains": [r.as_dict() for r in ordered], "node_cpus": node_cpus,
+                           "summary": _summary(rows, node_cpus)}), flush=True)
         else:
-            print(text_snapshot(rows, args.sort, args.reverse), flush=True)
+            print(text_snapshot(rows, args.sort, args.reverse, node_cpus), flush=True)
         return
-    await _live(conn, args, model, uri)
+    await _live(conn, args, model, uri, node_cpus)
 
 
-async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri: str) -> None:
+async def _node_cpus(conn: Connection) -> int | None:
+    """Return the node's CPU count, the scale of the CPU% total (None if the node won't say)."""
+    try:
+        return (await conn.node_info()).cpus
+    except VirtError:
+        return None
+
+
+async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri: str,
+                node_cpus: int | None) -> None:
     console = Console()
     sort, reverse = args.sort, args.reverse
     keys: asyncio.Queue[str] = asyncio.Queue()
@@ -214,7 +247,8 @@ async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri
                 next_sample = now + args.interval
                 refreshes += 1
             live.update(build_frame(rows, uri=uri, sort=sort, reverse=reverse,
-                                    interval=args.interval, height=console.size.height),
+                                    interval=args.interval, height=console.size.height,
+                                    node_cpus=node_cpus),
                         refresh=True)
             if args.iterations is not None and refreshes >= args.iterations:
                 break
