@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from aiovirt._version import __version__
-from aiovirt.cli.commands import ALIASES, COMMANDS, CommandError, run_command
+from aiovirt.cli.commands import ALIASES, COMMANDS, GROUPS, CommandError, run_command
 from aiovirt.cli.format import to_json
 
 __all__ = ["build_parser", "main"]
@@ -25,6 +25,20 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+def _command_list() -> str:
+    """Return the commands grouped as virsh groups them, for the top-level ``--help``."""
+    width = max(len(spec.name) for spec in COMMANDS) + 2
+    sections = []
+    for group in GROUPS:
+        lines = [f"{group}:"]
+        for spec in COMMANDS:
+            if spec.group == group:
+                names = ", ".join((spec.name, *ALIASES.get(spec.name, ())))
+                lines.append(f"  {names:<{width + 8}} {spec.help}")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser: global options, then one sub-command."""
     common = argparse.ArgumentParser(add_help=False)
@@ -33,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiovirsh",
         description="Manage the domains of a Xen node (or of a simulated one: -c sim:///).",
+        epilog=_command_list() + "\n\nexample: aiovirsh -c sim:/// list\n"
+               "'aiovirsh COMMAND --help' shows a command's arguments.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     parser.add_argument("-c", "--connect", metavar="URI", default=None,
@@ -40,10 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--readonly", action="store_true",
                         help="open a read-only connection (state changes are refused)")
     parser.add_argument("-v", "--version", action="version", version=f"aiovirsh {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="one of the commands below")
     sub.required = True
     for spec in COMMANDS:
-        cmd = sub.add_parser(spec.name, help=spec.help, description=spec.help,
+        cmd = sub.add_parser(spec.name, description=spec.help,
+                             epilog=f"example: {spec.example}" if spec.example else None,
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
                              parents=[common], aliases=list(ALIASES.get(spec.name, ())))
         spec.add_arguments(cmd)
         cmd.set_defaults(spec=spec)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from aiovirt.connection import Connection
     from aiovirt.domain import Domain
 
-__all__ = ["ALIASES", "COMMANDS", "CommandError", "CommandSpec", "run_command"]
+__all__ = ["ALIASES", "COMMANDS", "GROUPS", "CommandError", "CommandSpec", "run_command"]
 
 # Errors that mean "there is no Xen node at this address", worth a hint to try the simulator.
 _NO_NODE = {ErrorNumber.NO_CONNECT, ErrorNumber.NO_XEN, ErrorNumber.NO_XENSTORE,
@@ -72,15 +72,24 @@ class Output:
 Handler = Callable[["Connection", argparse.Namespace, Output], Awaitable[None]]
 
 
+# The groups of ``aiovirsh --help``, as virsh groups its commands.
+DOMAIN_MANAGEMENT = "Domain management"
+DOMAIN_MONITORING = "Domain monitoring"
+HOST = "Host and hypervisor"
+GROUPS = (DOMAIN_MANAGEMENT, DOMAIN_MONITORING, HOST)
+
+
 @dataclass(frozen=True)
 class CommandSpec:
-    """One command: its name, help line, arguments and handler."""
+    """One command: its name, help line, handler, arguments, group and an example."""
 
     name: str
     help: str
     handler: Handler
     arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
     writes: bool = False
+    group: str = DOMAIN_MONITORING
+    example: str = ""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare this command's arguments on its sub-parser."""
@@ -361,50 +370,65 @@ async def cmd_top(conn: Connection, args: argparse.Namespace, out: Output) -> No
     await run_top(conn, args, as_json=out.json)
 
 
+
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("list", "list domains", cmd_list,
-                (_arg("--all", action="store_true", help="also show shut-off domains"),)),
-    CommandSpec("dominfo", "domain information", cmd_dominfo, (_DOMAIN,)),
-    CommandSpec("domstate", "domain state", cmd_domstate, (_DOMAIN,)),
-    CommandSpec("domid", "convert a domain name or UUID to its id", cmd_domid, (_DOMAIN,)),
-    CommandSpec("domname", "convert a domain id or UUID to its name", cmd_domname, (_DOMAIN,)),
-    CommandSpec("domuuid", "convert a domain name or id to its UUID", cmd_domuuid, (_DOMAIN,)),
-    CommandSpec("dumpxml", "domain information in XML", cmd_dumpxml, (_DOMAIN,)),
+                (_arg("--all", action="store_true", help="also show shut-off domains"),),
+                example="aiovirsh -c sim:/// list --all"),
+    CommandSpec("dominfo", "domain information", cmd_dominfo, (_DOMAIN,),
+                example="aiovirsh dominfo vm1"),
+    CommandSpec("domstate", "domain state", cmd_domstate, (_DOMAIN,),
+                example="aiovirsh domstate vm1"),
+    CommandSpec("domid", "convert a domain name or UUID to its id", cmd_domid, (_DOMAIN,),
+                example="aiovirsh domid vm1"),
+    CommandSpec("domname", "convert a domain id or UUID to its name", cmd_domname, (_DOMAIN,),
+                example="aiovirsh domname 3"),
+    CommandSpec("domuuid", "convert a domain name or id to its UUID", cmd_domuuid, (_DOMAIN,),
+                example="aiovirsh domuuid vm1"),
+    CommandSpec("dumpxml", "domain information in XML", cmd_dumpxml, (_DOMAIN,),
+                example="aiovirsh dumpxml vm1 > vm1.xml"),
     CommandSpec("create", "create a domain from an XML file", cmd_create,
-                (_arg("file", metavar="FILE", help="domain XML description"),), writes=True),
+                (_arg("file", metavar="FILE", help="domain XML description"),),
+                example="aiovirsh create vm1.xml", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("destroy", "destroy a domain at once",
-                _action("destroy", "destroyed", lambda d: d.destroy()), (_DOMAIN,), writes=True),
+                _action("destroy", "destroyed", lambda d: d.destroy()), (_DOMAIN,),
+                example="aiovirsh destroy vm1", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("suspend", "suspend (pause) a domain",
-                _action("suspend", "suspended", lambda d: d.suspend()), (_DOMAIN,), writes=True),
+                _action("suspend", "suspended", lambda d: d.suspend()), (_DOMAIN,),
+                example="aiovirsh suspend vm1", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("resume", "resume a suspended domain",
-                _action("resume", "resumed", lambda d: d.resume()), (_DOMAIN,), writes=True),
+                _action("resume", "resumed", lambda d: d.resume()), (_DOMAIN,),
+                example="aiovirsh resume vm1", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("shutdown", "ask a domain to shut down",
                 _action("shut down", "is being shutdown", lambda d: d.shutdown()), (_DOMAIN,),
-                writes=True),
+                example="aiovirsh shutdown vm1", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("reboot", "ask a domain to reboot",
                 _action("reboot", "is being rebooted", lambda d: d.reboot()), (_DOMAIN,),
-                writes=True),
+                example="aiovirsh reboot vm1", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("save", "save a domain's state to a file", cmd_save,
                 (_DOMAIN, _arg("file", metavar="FILE", help="where to write the state")),
-                writes=True),
+                example="aiovirsh save vm1 vm1.chk", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("restore", "restore a domain from a saved state file", cmd_restore,
-                (_arg("file", metavar="FILE", help="a file written by save"),), writes=True),
+                (_arg("file", metavar="FILE", help="a file written by save"),),
+                example="aiovirsh restore vm1.chk", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("setmem", "change a domain's current memory (balloon target)",
                 _memory_action("memory", lambda d, k: d.set_memory(k)),
                 (_DOMAIN, _arg("kib", metavar="KIB", type=int, help="memory in KiB")),
-                writes=True),
+                example="aiovirsh setmem vm1 196608", group=DOMAIN_MANAGEMENT, writes=True),
     CommandSpec("setmaxmem", "change a domain's maximum memory",
                 _memory_action("max memory", lambda d, k: d.set_max_memory(k)),
                 (_DOMAIN, _arg("kib", metavar="KIB", type=int, help="memory in KiB")),
-                writes=True),
-    CommandSpec("nodeinfo", "node information", cmd_nodeinfo),
-    CommandSpec("version", "show versions", cmd_version),
+                example="aiovirsh setmaxmem vm1 524288", group=DOMAIN_MANAGEMENT, writes=True),
+    CommandSpec("nodeinfo", "node information", cmd_nodeinfo, group=HOST,
+                example="aiovirsh nodeinfo"),
+    CommandSpec("version", "show versions", cmd_version, group=HOST,
+                example="aiovirsh version"),
     CommandSpec("events", "print domain events as they happen", cmd_events, (
         _arg("--interval", type=float, default=1.0,
              help="how often to poll for pauses and memory changes (seconds, default 1)"),
         _arg("--count", type=int, default=None, help="stop after this many events"),
         _arg("--timeout", type=float, default=None, help="stop after this many seconds"),
-    )),
+    ), example="aiovirsh --json events --count 10"),
     CommandSpec("top", "live view of every domain's CPU, memory and state", cmd_top, (
         _arg("--interval", "-d", type=float, default=1.0,
              help="seconds between refreshes (default 1)"),
@@ -415,7 +439,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         _arg("--once", action="store_true", help="print one snapshot and exit"),
         _arg("--iterations", "-n", type=int, default=None,
              help="stop after this many refreshes"),
-    )),
+    ), example="aiovirsh -c sim:///?domains=100 top --sort mem"),
 )
 
 # 0.0.6's names, still accepted.
