@@ -140,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "_generated")
     args = parser.parse_args()
-    print(capture_top(args.out / "top.svg"))
+    sys.stdout.write(f"{capture_top(args.out / 'top.svg')}\n")
 
 
 if __name__ == "__main__":
