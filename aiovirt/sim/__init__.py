@@ -6,8 +6,11 @@ DIR`` runs it as a server process and prints its endpoints as one JSON line.
 
 from __future__ import annotations
 
+from aiovirt.sim.domain import SimDomain
+from aiovirt.sim.errors import NoSuchDomain, SimError
 from aiovirt.sim.faults import Faults, XendFaults
-from aiovirt.sim.node import NoSuchDomain, SimDirInUse, SimDomain, SimError, SimNode
+from aiovirt.sim.node import SimNode
+from aiovirt.sim.startup import SimDirInUse
 
 __all__ = ["Faults", "NoSuchDomain", "SimDirInUse", "SimDomain", "SimError", "SimNode",
            "XendFaults"]

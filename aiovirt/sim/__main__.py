@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 from aiovirt.protocol.xs_wire import XsOp
 from aiovirt.sim.faults import Faults
-from aiovirt.sim.node import SimDirInUse, SimNode
+from aiovirt.sim.node import SimNode
+from aiovirt.sim.startup import SimDirInUse
 from aiovirt.sim.xend import ERROR_STYLES
 
 log = logging.getLogger("aiovirt.sim")

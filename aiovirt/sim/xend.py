@@ -42,7 +42,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from aiovirt.protocol.sexpr import SExpr, dumps
-from aiovirt.sim.node import NoSuchDomain, SimDomain, SimError, py_int
+from aiovirt.sim.config import py_int
+from aiovirt.sim.domain import SimDomain
+from aiovirt.sim.errors import NoSuchDomain, SimError
+from aiovirt.sim.xend_views import domain_sxpr
 
 if TYPE_CHECKING:
     from aiovirt.sim.node import SimNode
@@ -362,7 +365,7 @@ class XendServer:
                 return self._not_found(rest[1])
             ops = args.get("op")
             if get and not (ops and ops[0] == "vcpuinfo"):
-                return _Reply(value=dom.sxpr(time.monotonic(), time.time()))
+                return _Reply(value=domain_sxpr(dom, time.monotonic(), time.time()))
             return await self._perform(request, self._domain_ops, dom, args)
         return self._not_found(child)
 
@@ -399,7 +402,7 @@ class XendServer:
         node = self.node
         if args.get("detail") == ["1"]:
             now, wall = time.monotonic(), time.time()
-            return [d.sxpr(now, wall) for d in node.domains]
+            return [domain_sxpr(d, now, wall) for d in node.domains]
         names = sorted((d.name for d in node.domains), key=lambda n: n.encode())
         return list[SExpr](names)
 
@@ -552,7 +555,7 @@ class XendServer:
         if not config:
             raise SimError("Invalid configuration: no config given")
         new = self.node.create(config[0])
-        return new.sxpr(time.monotonic(), time.time(), merged=False)
+        return domain_sxpr(new, time.monotonic(), time.time(), merged=False)
 
     async def _op_list(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
         return self._domain_list({"detail": ["1"]})
@@ -560,7 +563,7 @@ class XendServer:
     async def _op_restore(self, dom: SimDomain | None,
                           args: dict[str, list[str]]) -> SExpr | None:
         new = await self.node.restore(_arg(args, "file"))
-        return new.sxpr(time.monotonic(), time.time())
+        return domain_sxpr(new, time.monotonic(), time.time())
 
     async def _op_zero(self, dom: SimDomain | None, args: dict[str, list[str]]) -> SExpr | None:
         return "0"

@@ -11,6 +11,7 @@ import aiovirt
 from aiovirt.connection import Connection
 from aiovirt.events import _SOURCES, DomainEvent, EventKind, EventStream, domain_events
 from aiovirt.sim.node import SimNode
+from aiovirt.sim.xend_views import config_sxpr
 from tests.events.conftest import wait_until
 
 # Polling only has to find pauses and memory changes; keep it fast so the tests are.
@@ -98,7 +99,7 @@ async def test_every_kind_is_reported_once_in_order(node: SimNode, conn: Connect
 async def test_creation_pause_is_not_reported_but_a_lasting_pause_is(
         node: SimNode, conn: Connection) -> None:
     async with conn.events(interval=INTERVAL) as events:
-        template = node.get("vm1").config_sxpr()
+        template = config_sxpr(node.get("vm1"))
         config = [item for item in template
                   if not (isinstance(item, list) and item and item[0] in ("name", "uuid"))]
         node.create([*config, ["name", "held"]])  # xend leaves a new domain paused
