@@ -134,6 +134,7 @@ class _Logger(ctypes.Structure):
     _fields_ = [("vmessage", _VMESSAGE), ("progress", _PROGRESS), ("destroy", _DESTROY)]
 
 
+_XTL_DETAIL = 3
 _XTL_WARN = 7
 _last_message = threading.local()
 _libc = ctypes.CDLL(None)
@@ -150,8 +151,15 @@ def _vmessage(_logger: Any, level: int, errnoval: int, context: bytes | None,
         if _libc.vsnprintf(buf, ctypes.c_size_t(len(buf)), fmt, ctypes.c_void_p(args)) >= 0:
             text = buf.value.decode(errors="replace")
     where = (context or b"xc").decode(errors="replace")
-    if level >= _XTL_WARN:
-        _last_message.text = f"{where}: {text}"
+    # libxenctrl explains some failures only at its DETAIL level (a wrong interface version:
+    # "need to rebuild the user-space tool set?"), so the messages of the current call from
+    # DETAIL up are kept for its error, the most severe last.
+    if level >= _XTL_DETAIL:
+        kept: list[tuple[int, str]] | None = getattr(_last_message, "texts", None)
+        if kept is None:
+            kept = _last_message.texts = []
+        if len(kept) < 8:
+            kept.append((level, f"{where}: {text}"))
     log.debug("libxenctrl %s (level %d, errno %d): %s", where, level, errnoval, text)
 
 
@@ -199,14 +207,20 @@ def load_library(soname: str = SONAME) -> ctypes.CDLL:
     return lib
 
 
+def _reset_messages() -> None:
+    """Forget the messages libxenctrl logged in this thread before the coming call."""
+    _last_message.texts = []
+
+
 def _failure(call: str) -> OSError:
-    """Return the ``OSError`` for a failed libxenctrl call, with its last logged message."""
+    """Return the ``OSError`` for a failed libxenctrl call, with what it logged for it."""
     code = ctypes.get_errno() or errno.EIO
-    message: str | None = getattr(_last_message, "text", None)
-    _last_message.text = None
+    kept: list[tuple[int, str]] = getattr(_last_message, "texts", None) or []
+    _last_message.texts = []
     detail = os.strerror(code)
-    if message:
-        detail = f"{detail} ({message})"
+    if kept:
+        ordered = sorted(kept, key=lambda item: item[0])  # stable: same level keeps its order
+        detail = f"{detail} ({'; '.join(text for _level, text in ordered)})"
     return OSError(code, f"{call}: {detail}")
 
 
@@ -218,6 +232,8 @@ class XenctrlDriver:
     def __init__(self, lib: ctypes.CDLL, handle: int) -> None:
         self._lib = lib
         self._handle: int | None = handle
+        # Domains seen by the last full listing: the size of the next request (see getinfolist).
+        self._expected = 64
 
     @classmethod
     def open(cls, soname: str = SONAME) -> XenctrlDriver:
@@ -227,7 +243,7 @@ class XenctrlDriver:
         hypervisor can be reached (no ``/dev/xen/privcmd``, not root, not a Xen dom0).
         """
         lib = load_library(soname)
-        _last_message.text = None
+        _reset_messages()
         handle = lib.xc_interface_open(ctypes.byref(_LOGGER), ctypes.byref(_LOGGER), 0)
         if not handle:
             err = _failure("xc_interface_open")
@@ -251,14 +267,39 @@ class XenctrlDriver:
         return self._handle
 
     def getinfolist(self, first_domid: int, max_count: int) -> list[DomainInfoRecord]:
-        """Return up to ``max_count`` records of the domains with id >= ``first_domid``."""
-        buf = (XcDomainInfo * max_count)()
-        n = self._lib.xc_domain_getinfolist(self._xch(), first_domid, max_count, buf)
-        if n < 0:
-            raise _failure("xc_domain_getinfolist")
-        return records_of(buf, n)
+        """Return up to ``max_count`` records of the domains with id >= ``first_domid``.
+
+        libxenctrl copies the whole array through a hypercall bounce buffer on each call, so the
+        request is sized from what the node had at the last full listing (one more, so an
+        unchanged node is answered by one call that comes back short) and doubles while
+        replies come back full, instead of asking ``max_count`` (8,192 from the executor) each
+        time.
+        """
+        records: list[DomainInfoRecord] = []
+        first = first_domid
+        want = max(1, min(max_count, self._expected + 1 if first_domid == 0 else max_count))
+        xch = self._xch()
+        while len(records) < max_count:
+            count = min(want, max_count - len(records))
+            buf = (XcDomainInfo * count)()
+            _reset_messages()
+            n = self._lib.xc_domain_getinfolist(xch, first, count, buf)
+            if n < 0:
+                raise _failure("xc_domain_getinfolist")
+            page = records_of(buf, n)
+            records.extend(page)
+            if n < count or not page:
+                break
+            first = page[-1].domid + 1
+            if first >= DOMID_FIRST_RESERVED:
+                break
+            want = count * 2
+        if first_domid == 0 and len(records) < max_count:
+            self._expected = len(records)
+        return records
 
     def _domain_op(self, name: str, domid: int) -> None:
+        _reset_messages()
         if getattr(self._lib, name)(self._xch(), domid) < 0:
             raise _failure(name)
 
@@ -276,12 +317,14 @@ class XenctrlDriver:
 
     def set_max_mem(self, domid: int, kib: int) -> None:
         """Set the memory limit of domain ``domid`` to ``kib`` KiB (``xc_domain_setmaxmem``)."""
+        _reset_messages()
         if self._lib.xc_domain_setmaxmem(self._xch(), domid, kib) < 0:
             raise _failure("xc_domain_setmaxmem")
 
     def version(self) -> tuple[int, int, str]:
         """Return the running hypervisor's ``(major, minor, extra)`` (``xc_version``)."""
         xch = self._xch()
+        _reset_messages()
         ver = self._lib.xc_version(xch, XENVER_VERSION, None)
         if ver < 0:
             raise _failure("xc_version")
@@ -293,6 +336,7 @@ class XenctrlDriver:
     def physinfo(self) -> PhysInfo:
         """Return the node's physical description (``xc_physinfo``)."""
         info = XcPhysInfo()
+        _reset_messages()
         if self._lib.xc_physinfo(self._xch(), ctypes.byref(info)) < 0:
             raise _failure("xc_physinfo")
         return PhysInfo(info.nr_cpus, info.nr_nodes, info.cores_per_socket,

@@ -5,6 +5,9 @@ Prints exactly one JSON line to stdout once every server listens::
     {"uri": ..., "xenstore": ..., "xenstore_ro": ..., "xend": "http://127.0.0.1:PORT",
      "xend_unix": ..., "privcmd": ...}
 
+With ``--xen-tools`` the line also carries ``"xen_tools_env"``: the environment variables under
+which Xen's own ``xl``, ``xentop`` and libxenctrl work against the node (:mod:`aiovirt.sim.xenabi`).
+
 Logs go to stderr. Exit status: 0 after a clean stop, 1 if the directory is held by a live
 node (or cannot be used), 2 for bad arguments.
 """
@@ -42,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error-style", choices=ERROR_STYLES, default="3.0.3",
                    help="xend version whose error conventions to follow (default 3.0.3)")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    p.add_argument("--xen-tools", action="store_true",
+                   help="build the Xen ABI library if needed and add \"xen_tools_env\" to the "
+                        "ready line: the environment under which Xen's xl, xentop and "
+                        "libxenctrl work against this node")
+    p.add_argument("--xen-interface", type=lambda text: int(text, 16), default=None,
+                   metavar="HEX", help="with --xen-tools: the sysctl/domctl interface version "
+                   "the simulated hypervisor speaks (default Xen 4.17's, 0x15)")
     f = p.add_argument_group("fault injection")
     f.add_argument("--xend-delay", type=float, default=0.0, help="delay every xend reply (s)")
     f.add_argument("--xend-fail-op", action="append", default=[], metavar="OP",
@@ -84,6 +94,15 @@ async def serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    library = None
+    if args.xen_tools:
+        from aiovirt.sim.xenabi import XenToolsUnavailable, build_library
+
+        try:
+            library = build_library()
+        except XenToolsUnavailable as exc:
+            print(f"aiovirt.sim: --xen-tools: {exc}", file=sys.stderr)
+            return 1
     node = SimNode(args.dir, domains=args.domains, seed=args.seed, xend_port=args.xend_port,
                    shutdown_delay=args.shutdown_delay, error_style=args.error_style,
                    faults=faults_from(args))
@@ -96,7 +115,14 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"aiovirt.sim: cannot start in {args.dir}: {exc}", file=sys.stderr)
         return 1
     try:
-        sys.stdout.write(json.dumps(node.endpoints) + "\n")
+        ready: dict[str, object] = dict(node.endpoints)
+        if library is not None:
+            from aiovirt.sim.xenabi import prepare_root, tools_environment
+
+            ready["xen_tools_env"] = tools_environment(
+                library, privcmd=node.privcmd_path, xenstore=node.xenstore_path,
+                root=prepare_root(args.dir), interface_version=args.xen_interface)
+        sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()
         await stop.wait()
         log.info("stopping")
