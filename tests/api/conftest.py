@@ -15,6 +15,7 @@ import pytest
 
 import aiovirt
 from aiovirt.sim.node import SimNode
+from tests.support.xenabi import PRELOADED
 
 ROUTES: dict[str, dict[str, str]] = {
     "all": {},
@@ -24,6 +25,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "no-xend": {"xend": "none"},
     "no-xenstore": {"xenstore": "none"},
 }
+if PRELOADED:  # the real libxenctrl on the sim (tests/xentools runs this area so)
+    ROUTES["xenctrl"] = {"xend": "none", "hypervisor": "xenctrl"}
 
 
 def uri_for(node: SimNode, **overrides: str) -> str:
@@ -44,9 +47,11 @@ def short_dir(short_dir: Path) -> str:
 
 
 @pytest.fixture
-async def node(short_dir: str) -> AsyncIterator[SimNode]:
+async def node(short_dir: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SimNode]:
     """A simulated node with three guests, served from this process."""
     async with SimNode(short_dir, domains=3, seed=7, shutdown_delay=0.05) as sim:
+        if PRELOADED:
+            monkeypatch.setenv("AIOVIRT_SIM_PRIVCMD", sim.privcmd_path)
         yield sim
 
 
