@@ -11,7 +11,11 @@ For each node size (default 1,000 and 5,000 guests) a simulated node runs in its
 - ``xend seq`` (the baseline): the way a synchronous library polls, one ``dom.info()`` after
   another through xend with the hypervisor off (``hypervisor=none``);
 - for reference, plain sequential HTTP requests to xend, a new connection each, as libvirt
-  0.0.6 made them (the baseline when the public API is missing).
+  0.0.6 made them (the baseline when the public API is missing);
+- ``hv xenctrl``: the same backend on the ``xenctrl`` driver, Debian's real libxenctrl against
+  the node through the Xen ABI library (the script re-executes itself under ``LD_PRELOAD`` when
+  it can build it): listings sized from the node's last count, and for comparison the fixed
+  8,192-record request each listing made before (a 917,504-byte bounce buffer per call).
 
 Printed per row: wall time of one full refresh (median of ``--rounds``), client process CPU per
 refresh, domains per second, and the speed-up over the baseline.
@@ -34,6 +38,47 @@ from _harness import Row, measure, print_poll_verdict, print_rows, sim_node
 
 import aiovirt
 from aiovirt.backends.hypervisor import Hypervisor
+from aiovirt.protocol.privcmd import MAX_BATCH
+
+XENABI_LOADED = "_AIOVIRT_BENCH_PRELOADED"
+
+
+def preload_xenabi() -> str | None:
+    """Re-execute under the Xen ABI library unless already done; return why not, or None."""
+    if os.environ.get(XENABI_LOADED):
+        return None
+    from aiovirt.sim.xenabi import XenToolsUnavailable, build_library
+
+    try:
+        library = build_library()
+    except XenToolsUnavailable as exc:
+        return str(exc)
+    env = {**os.environ, "LD_PRELOAD": str(library), XENABI_LOADED: "1"}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    return None  # not reached
+
+
+async def xenctrl_rows(endpoints: dict[str, str], rounds: int) -> list[Row]:
+    """Measure the backend on the real libxenctrl: sized listings, then 8,192 each time."""
+    os.environ["AIOVIRT_SIM_PRIVCMD"] = endpoints["privcmd"]
+    rows = []
+    async with await Hypervisor.open("xenctrl") as hv:
+        driver = hv.driver
+        ids = [rec.domid for rec in await hv.list_domains()]
+
+        async def refresh() -> None:
+            await asyncio.gather(*(hv.domain_info(i) for i in ids))
+
+        async def refresh_fixed() -> None:
+            driver._expected = MAX_BATCH - 1  # type: ignore[attr-defined]  # the old request
+            await asyncio.gather(*(hv.domain_info(i) for i in ids))
+
+        rows.append(await measure("hv xenctrl: listing sized from the last count", len(ids),
+                                  refresh, rounds))
+        rows.append(await measure("hv xenctrl: 8,192 records per listing (before)", len(ids),
+                                  refresh_fixed, rounds))
+    return rows
 
 
 def uri(endpoints: dict[str, str], hypervisor: str | None) -> str:
@@ -131,10 +176,13 @@ def xend_http_row(endpoints: dict[str, str], seq_limit: int | None) -> Row:
                time.perf_counter() - t0, cpu, cpu)
 
 
-async def bench(sizes: list[int], rounds: int, seq_limit: int | None) -> None:
+async def bench(sizes: list[int], rounds: int, seq_limit: int | None,
+                xenctrl: str | None) -> None:
     """Run every size and print the figures and the targets' verdicts."""
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {rounds} "
           "refreshes after one warm-up; the node runs in its own process.")
+    if xenctrl:
+        print(f"no xenctrl rows: {xenctrl}")
     has_api = hasattr(aiovirt, "open")
     for guests in sizes:
         with sim_node(guests) as endpoints:
@@ -143,6 +191,8 @@ async def bench(sizes: list[int], rounds: int, seq_limit: int | None) -> None:
                 rows += await api_rows(endpoints, rounds, seq_limit)
             rows.append(await asyncio.to_thread(xend_http_row, endpoints, seq_limit))
             baseline = rows[-2] if has_api else rows[-1]
+            if xenctrl is None:
+                rows += await xenctrl_rows(endpoints, rounds)
             print(f"\n{guests} guests (+ Domain-0); baseline: '{baseline.label}'")
             print_rows(rows, baseline, heading="method", width=48, rate=True)
             checked = [rows[0]] + (rows[2:4] if has_api else [])
@@ -158,8 +208,11 @@ def main() -> None:
     parser.add_argument("--seq-limit", type=int, default=None,
                         help="poll only this many domains in the sequential baseline "
                              "(the ratio is per domain)")
+    parser.add_argument("--no-xenctrl", action="store_true",
+                        help="skip the rows of the real libxenctrl (no re-execution)")
     args = parser.parse_args()
-    asyncio.run(bench(args.sizes, args.rounds, args.seq_limit))
+    why = "--no-xenctrl" if args.no_xenctrl else preload_xenabi()
+    asyncio.run(bench(args.sizes, args.rounds, args.seq_limit, why))
 
 
 if __name__ == "__main__":

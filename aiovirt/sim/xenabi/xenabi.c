@@ -306,18 +306,23 @@ static void fill_dominfo(struct xen_domctl_getdomaininfo *out, const struct sim_
 /* Up to max records of the domains with id >= first; returns the count or -errno. */
 static long get_records(uint32_t first, uint32_t max, struct xen_domctl_getdomaininfo *out)
 {
-    static __thread struct sim_dominfo batch[256];
     uint32_t done = 0;
+    uint32_t size = max < SIM_MAX_BATCH ? max : SIM_MAX_BATCH;
+    struct sim_dominfo *batch = size ? malloc(size * sizeof(*batch)) : NULL;
+    if (size && !batch)
+        return -ENOMEM;
+    long rc = 0;
     while (done < max) {
         uint32_t want = max - done;
-        if (want > sizeof(batch) / sizeof(batch[0]))
-            want = sizeof(batch) / sizeof(batch[0]);
+        if (want > size)
+            want = size;
         size_t got = 0;
-        long n = sim_call(OP_GETDOMAININFOLIST, first, want, 0, batch, sizeof(batch), &got);
-        if (n < 0)
-            return n;
-        if ((size_t)n * sizeof(batch[0]) > got)
-            return -EIO;
+        long n = sim_call(OP_GETDOMAININFOLIST, first, want, 0, batch, want * sizeof(*batch),
+                          &got);
+        if (n < 0 || (size_t)n * sizeof(*batch) > got) {
+            rc = n < 0 ? n : -EIO;
+            break;
+        }
         for (long i = 0; i < n; i++)
             fill_dominfo(&out[done + i], &batch[i]);
         done += (uint32_t)n;
@@ -325,7 +330,8 @@ static long get_records(uint32_t first, uint32_t max, struct xen_domctl_getdomai
             break;
         first = (uint32_t)batch[n - 1].domain + 1;
     }
-    return done;
+    free(batch);
+    return rc < 0 ? rc : (long)done;
 }
 
 static long get_physinfo(struct sim_physinfo *phys)
@@ -395,17 +401,17 @@ static long do_sysctl(struct xen_sysctl *op)
                 return -ENOENT;
             if ((rc = get_physinfo(&phys)) < 0)
                 return rc;
-            static __thread struct xen_domctl_getdomaininfo all[1024];
+            struct xen_domctl_getdomaininfo page[64];
             uint32_t first = 0, doms = 0;
             long n;
             do {
-                n = get_records(first, 1024, all);
+                n = get_records(first, 64, page);
                 if (n < 0)
                     return n;
                 doms += (uint32_t)n;
                 if (n)
-                    first = all[n - 1].domain + 1u;
-            } while (n == 1024);
+                    first = page[n - 1].domain + 1u;
+            } while (n == 64);
             c->cpupool_id = 0;
             c->sched_id = XEN_SCHEDULER_CREDIT;
             c->n_dom = doms;
@@ -467,9 +473,16 @@ static long do_domctl(struct xen_domctl *op)
         struct xen_domctl_getvcpuinfo *v = &op->u.getvcpuinfo;
         if (v->vcpu > info.max_vcpu_id)
             return -EINVAL;
-        struct sim_physinfo phys;
-        if ((rc = get_physinfo(&phys)) < 0)
-            return rc;
+        /* A node's CPU count is fixed when it starts: asked once per thread and node. */
+        static __thread const char *cpus_of;
+        static __thread uint32_t cpus;
+        if (cpus_of != current->endpoint) {
+            struct sim_physinfo phys;
+            if ((rc = get_physinfo(&phys)) < 0)
+                return rc;
+            cpus = phys.nr_cpus;
+            cpus_of = current->endpoint;
+        }
         uint32_t online = info.nr_online_vcpus;
         v->online = v->vcpu < online;
         v->running = v->online && (info.flags & XEN_DOMINF_running) != 0;
@@ -480,7 +493,7 @@ static long do_domctl(struct xen_domctl *op)
             if (v->vcpu == 0)
                 v->cpu_time += info.cpu_time % online;
         }
-        v->cpu = phys.nr_cpus ? (v->vcpu + op->domain) % phys.nr_cpus : 0;
+        v->cpu = cpus ? (v->vcpu + op->domain) % cpus : 0;
         return 0;
     }
     default:
