@@ -144,7 +144,9 @@ struct privcmd_fd {
 };
 static struct privcmd_fd privcmd_fds[MAX_FDS];
 static pthread_mutex_t endpoints_lock = PTHREAD_MUTEX_INITIALIZER;
-static const char *endpoints[64];
+static const char **endpoints; /* every node path seen, interned (never freed: fds name them) */
+static size_t n_endpoints, cap_endpoints;
+static pthread_key_t sock_key; /* closes a thread's connection when the thread ends */
 
 /* The call in progress in this thread, and this thread's connection to a node. */
 static __thread const struct privcmd_fd *current;
@@ -157,6 +159,14 @@ static __thread uint32_t sim_seq;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+static void close_thread_socket(void *value)
+{
+    int fd = (int)(intptr_t)value - 1;
+    if (fd >= 0 && sim_sock == fd && sim_sock_pid == getpid())
+        real_close(fd);
+    sim_sock = -1;
+}
+
 static void xenabi_init(void)
 {
     RESOLVE(open); RESOLVE(open64); RESOLVE(openat); RESOLVE(openat64);
@@ -168,6 +178,7 @@ static void xenabi_init(void)
     xen_root = getenv("AIOVIRT_SIM_XEN_ROOT");
     if (xen_root && !*xen_root)
         xen_root = NULL;
+    pthread_key_create(&sock_key, close_thread_socket);
 }
 
 /* The node named by AIOVIRT_SIM_PRIVCMD now (one interned copy per path), or NULL. */
@@ -178,15 +189,23 @@ static const char *current_endpoint(void)
         return NULL;
     const char *found = NULL;
     pthread_mutex_lock(&endpoints_lock);
-    size_t i;
-    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]) && endpoints[i]; i++) {
-        if (strcmp(endpoints[i], env) == 0) {
+    for (size_t i = 0; i < n_endpoints && !found; i++) {
+        if (strcmp(endpoints[i], env) == 0)
             found = endpoints[i];
-            break;
-        }
     }
-    if (!found && i < sizeof(endpoints) / sizeof(endpoints[0]))
-        found = endpoints[i] = strdup(env);
+    if (!found) {
+        if (n_endpoints == cap_endpoints) {
+            size_t cap = cap_endpoints ? 2 * cap_endpoints : 16;
+            const char **grown = realloc(endpoints, cap * sizeof(*grown));
+            if (grown) {
+                endpoints = grown;
+                cap_endpoints = cap;
+            }
+        }
+        char *copy = n_endpoints < cap_endpoints ? strdup(env) : NULL;
+        if (copy)
+            found = endpoints[n_endpoints++] = copy;
+    }
     pthread_mutex_unlock(&endpoints_lock);
     return found;
 }
@@ -222,6 +241,7 @@ static void sim_drop(void)
     if (sim_sock >= 0 && sim_sock_pid == getpid())
         real_close(sim_sock);
     sim_sock = -1;
+    pthread_setspecific(sock_key, NULL);
 }
 
 static int sim_connect(void)
@@ -246,6 +266,7 @@ static int sim_connect(void)
     sim_sock = fd;
     sim_sock_pid = getpid();
     sim_sock_endpoint = endpoint;
+    pthread_setspecific(sock_key, (void *)(intptr_t)(fd + 1));
     return 0;
 }
 
@@ -865,6 +886,12 @@ int close(int fd)
     INIT();
     if (is_privcmd_fd(fd))
         privcmd_fds[fd].endpoint = NULL;
+    if (fd >= 0 && fd == sim_sock && sim_sock_pid == getpid()) {
+        /* The program closes our connection (as some do to every descriptor before exec):
+         * forget it, so its number, reused, is never taken for the node's socket. */
+        sim_sock = -1;
+        pthread_setspecific(sock_key, NULL);
+    }
     return real_close(fd);
 }
 
