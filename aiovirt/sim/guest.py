@@ -14,7 +14,7 @@ import re
 from aiovirt.protocol.states import ShutdownReason
 from aiovirt.sim.domain import SimDomain
 from aiovirt.sim.layout import put
-from aiovirt.sim.store import XenStoreDB
+from aiovirt.sim.store import StoreError, XenStoreDB
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def take_shutdown_request(db: XenStoreDB, dom: SimDomain) -> ShutdownReason | No
     path = f"{dom.home}/control/shutdown"
     try:
         raw = db.read(path)
-    except Exception:
+    except StoreError:  # the node is gone (ENOENT): nothing is asked
         return None
     request = raw.decode() if isinstance(raw, bytes) else str(raw)
     if not request:

@@ -151,8 +151,8 @@ class PrivcmdServer:
                 result, payload = self._dispatch(op, domid, count, value)
                 writer.write(REPLY.pack(op, seq, result, len(payload)) + payload)
                 await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the client went away; a cancellation (close) propagates
         finally:
             self._connections.discard(task)
             writer.close()
