@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from aiovirt.protocol.xs_wire import XsOp
-from aiovirt.sim.faults import Faults
+from aiovirt.sim.faults import Faults, XendOp, XsFaults, xend_op, xs_op
 from aiovirt.sim.node import SimNode
 from aiovirt.sim.startup import SimDirInUse
 from aiovirt.sim.xend import ERROR_STYLES
@@ -54,38 +54,46 @@ def build_parser() -> argparse.ArgumentParser:
                    "the simulated hypervisor speaks (default Xen 4.17's, 0x15)")
     f = p.add_argument_group("fault injection")
     f.add_argument("--xend-delay", type=float, default=0.0, help="delay every xend reply (s)")
-    f.add_argument("--xend-fail-op", action="append", default=[], metavar="OP",
+    f.add_argument("--xend-fail-op", action="append", default=[], metavar="OP", type=_xend_op,
                    help="xend answers 500 for OP (repeatable; * for all)")
-    f.add_argument("--xend-stall-op", action="append", default=[], metavar="OP",
+    f.add_argument("--xend-stall-op", action="append", default=[], metavar="OP", type=_xend_op,
                    help="xend never answers OP (repeatable; * for all)")
     f.add_argument("--xend-drop-after", type=int, default=None, metavar="K",
                    help="xend drops a connection after answering K requests on it")
     f.add_argument("--xs-delay", type=float, default=0.0, help="delay every xenstored reply (s)")
     f.add_argument("--xs-drop-after", type=int, default=None, metavar="K",
                    help="xenstored drops a connection after answering K requests on it")
-    f.add_argument("--xs-stall-op", action="append", default=[], metavar="OP",
+    f.add_argument("--xs-stall-op", action="append", default=[], metavar="OP", type=_xs_op,
                    help="xenstored never answers OP (name like READ, or number; repeatable)")
     f.add_argument("--xs-stall-path", action="append", default=[], metavar="PREFIX",
                    help="xenstored never answers requests on paths starting with PREFIX")
     return p
 
 
+def _xend_op(text: str) -> XendOp:
+    try:
+        return xend_op(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _xs_op(text: str) -> XsOp:
+    try:
+        return xs_op(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def faults_from(args: argparse.Namespace) -> Faults:
     """Return the fault knobs the command line asked for."""
-    from aiovirt.sim.xenstored import XsFaults
-
-    faults = Faults()
-    xf = faults.xend
-    xf.delay = args.xend_delay
-    xf.fail_ops.update(args.xend_fail_op)
-    xf.stall_ops.update(args.xend_stall_op)
-    xf.drop_after = args.xend_drop_after
-    ops: set[int] = set()
-    for name in args.xs_stall_op:
-        ops.add(int(name) if name.isdigit() else int(XsOp[name.upper()]))
-    faults.xenstore = XsFaults(delay=args.xs_delay, drop_after=args.xs_drop_after,
-                               stall_ops=ops, stall_paths=set(args.xs_stall_path))
-    return faults
+    xend = Faults().xend
+    xend.delay = args.xend_delay
+    xend.fail_ops.update(args.xend_fail_op)
+    xend.stall_ops.update(args.xend_stall_op)
+    xend.drop_after = args.xend_drop_after
+    xenstore = XsFaults(delay=args.xs_delay, drop_after=args.xs_drop_after,
+                        stall_ops=set(args.xs_stall_op), stall_paths=set(args.xs_stall_path))
+    return Faults(xend=xend, xenstore=xenstore)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -207,7 +207,6 @@ class SimNode:
             self._xenstored = XenStored(self.db, self.xenstore_path, self.xenstore_ro_path,
                                         faults=self.faults.xenstore)
             await self._xenstored.start()
-            self.faults.xenstore = self._xenstored.faults
             self._privcmd = PrivcmdServer(self, self.privcmd_path)
             await self._privcmd.start()
             self._xend = XendServer(self, self.xend_unix_path, host=self.xend_host,

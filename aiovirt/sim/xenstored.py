@@ -28,9 +28,9 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiovirt.protocol.xs_wire import HEADER, PAYLOAD_MAX, Perm, XsOp, XsWireError
+from aiovirt.sim.faults import XsFaults
 from aiovirt.sim.store import Session, StoreError, Transaction, XenStoreDB
 
 __all__ = ["XenStored", "XsFaults"]
@@ -75,49 +75,6 @@ _CONTROL_QUOTA = (
     b"path-max         :     2048 Max. length of a node path\n"
     b"permissions      :        5 Max. number of permissions per node\n\0"
 )
-
-
-@dataclass
-class XsFaults:
-    """Fault knobs of the simulated xenstored; all off by default.
-
-    - ``delay``: seconds by which every write to a client (replies and events) is held back;
-      order is kept.
-    - ``drop_after``: once a connection has been answered this many requests, the next request
-      on it closes the connection without a reply (``0`` drops at the first request).
-    - ``stall_ops`` / ``stall_paths``: a request is never answered when its op is in
-      ``stall_ops`` (XsOp values) and/or its first argument starts with one of ``stall_paths``
-      (each set that is non-empty must match). Later requests on the connection are answered.
-    """
-
-    delay: float = 0.0
-    drop_after: int | None = None
-    stall_ops: set[int] = field(default_factory=set)
-    stall_paths: set[str] = field(default_factory=set)
-
-    @property
-    def armed(self) -> bool:
-        """Return True if any knob is set."""
-        return bool(self.delay or self.drop_after is not None or self.stall_ops
-                    or self.stall_paths)
-
-    def stalls(self, op: int, payload: bytes) -> bool:
-        """Return True if a request with this op and payload must never be answered."""
-        if not self.stall_ops and not self.stall_paths:
-            return False
-        if self.stall_ops and op not in self.stall_ops:
-            return False
-        if self.stall_paths:
-            first = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            return any(first.startswith(p) for p in self.stall_paths)
-        return True
-
-    def clear(self) -> None:
-        """Turn every knob off."""
-        self.delay = 0.0
-        self.drop_after = None
-        self.stall_ops.clear()
-        self.stall_paths.clear()
 
 
 def _onearg(payload: bytes) -> str | None:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from aiovirt.protocol.xs_wire import XsOp
+from aiovirt.sim.__main__ import build_parser, faults_from
+from aiovirt.sim.faults import XendOp
 from tests.sim.wire import build_request, read_reply
 
 KEYS = {"uri", "xenstore", "xenstore_ro", "xend", "xend_unix", "privcmd"}
@@ -112,3 +115,30 @@ async def test_fault_flags_reach_the_servers(short_dir: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             await proc.wait()
+
+
+@pytest.mark.parametrize(("flag", "name", "message"), [
+    ("--xend-fail-op", "puase", "unknown xend op 'puase'"),
+    ("--xend-stall-op", "lists", "unknown xend op 'lists'"),
+    ("--xs-stall-op", "FOO", "unknown xenstore op 'FOO'"),
+    ("--xs-stall-op", "99", "unknown xenstore op '99'"),
+])
+def test_an_unknown_fault_op_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str], flag: str, name: str, message: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--dir", "/nonexistent", flag, name])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_fault_ops_are_read_by_name_or_number() -> None:
+    args = build_parser().parse_args([
+        "--dir", "/nonexistent", "--xend-fail-op", "pause", "--xend-stall-op", "*",
+        "--xs-stall-op", "read", "--xs-stall-op", "13", "--xs-stall-path", "/vm"])
+    faults = faults_from(args)
+    assert faults.xend.fail_ops == {XendOp.PAUSE}
+    assert faults.xend.stall_ops == {XendOp.ANY}
+    assert faults.xenstore.stall_ops == {XsOp.READ, XsOp.RM}
+    assert faults.xenstore.stalls(XsOp.READ, b"/vm/x\0")
+    assert not faults.xenstore.stalls(XsOp.READ, b"/local\0")

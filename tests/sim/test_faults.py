@@ -9,6 +9,7 @@ import pytest
 
 from aiovirt.protocol.xs_wire import XsOp, encode
 from aiovirt.sim import SimNode
+from aiovirt.sim.faults import XendFaults, XendOp, XsFaults
 from tests.sim.wire import RawXs, build_request, http, read_reply
 
 
@@ -93,3 +94,26 @@ async def test_xenstore_faults_reach_the_daemon(node: SimNode) -> None:
         await xs.close()
     node.faults.clear()
     assert xs_faults.drop_after is None
+
+
+def test_fault_ops_are_checked_when_the_knobs_are_built() -> None:
+    with pytest.raises(ValueError, match="unknown xend op 'puase'"):
+        XendFaults(fail_ops={"puase"})  # type: ignore[arg-type]  # a caller's typo
+    with pytest.raises(ValueError, match="unknown xenstore op 'REDA'"):
+        XsFaults(stall_ops={"REDA"})  # type: ignore[arg-type]
+    xend = XendFaults(fail_ops={"pause"}, op_delays={"list": 1.5})  # type: ignore[arg-type]
+    assert xend.fail_ops == {XendOp.PAUSE} and xend.fails("pause") and not xend.fails("list")
+    assert xend.delay_for("list") == 1.5 and xend.delay_for("domain") == 0.0
+    assert XsFaults(stall_ops={2}).stall_ops == {XsOp.READ}  # type: ignore[arg-type]
+
+
+async def test_xenstore_faults_set_before_start_reach_the_daemon(short_dir: Path) -> None:
+    sim = SimNode(short_dir, domains=1)
+    sim.faults.xenstore.drop_after = 0
+    async with sim:
+        xs = await RawXs.open(sim.xenstore_path)
+        try:
+            xs.writer.write(encode(XsOp.READ, 1, 0, b"/local/domain/1/name\0"))
+            assert await asyncio.wait_for(xs.next(), 5) is None  # dropped unanswered
+        finally:
+            await xs.close()
