@@ -48,6 +48,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, overload
 
+from aiovirt.batching import Coalescer
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol.privcmd import MAX_BATCH, DomainInfoRecord, PhysInfo
 
@@ -204,16 +205,6 @@ class HypercallExecutor:
         self._pool.shutdown(wait=True)
 
 
-class _Batch:
-    """The requests one GETDOMAININFOLIST answers: futures and their domids (None: all)."""
-
-    __slots__ = ("domids", "futures")
-
-    def __init__(self) -> None:
-        self.futures: list[asyncio.Future[Any]] = []
-        self.domids: list[int | None] = []
-
-
 class Hypervisor:
     """The hypervisor of one node, through a driver, with coalesced domain information.
 
@@ -228,9 +219,8 @@ class Hypervisor:
         self.executor = executor
         self.spec = spec or driver.name
         self.stats: Counter[str] = Counter()
-        self._forming: _Batch | None = None
-        self._serving: _Batch | None = None
-        self._runner: asyncio.Task[None] | None = None
+        self._batches: Coalescer[int | None, Any] = Coalescer(
+            self._serve, self._batch_error, name=f"aiovirt hypervisor batches ({self.spec})")
         self._closing: asyncio.Task[None] | None = None
         self._version: int | None = None
 
@@ -279,14 +269,10 @@ class Hypervisor:
 
     async def _shutdown(self) -> None:
         try:
-            if self._runner is not None:
-                await asyncio.wait([self._runner])
+            await self._batches.close()  # serves the batch in flight and the forming one
         finally:
             await self.executor.close()
             self.driver.close()
-            for batch in (self._serving, self._forming):
-                if batch is not None:
-                    self._fail(batch, None)
 
     # -- the single operations -------------------------------------------------------------
 
@@ -371,32 +357,7 @@ class Hypervisor:
             except VirtError as err:
                 fut.set_exception(err)
             return fut
-        batch = self._forming
-        if batch is None:
-            batch = self._new_batch()
-        batch.futures.append(fut)
-        batch.domids.append(domid)
-        return fut
-
-    def _new_batch(self) -> _Batch:
-        batch = self._forming = _Batch()
-        if self._runner is None:
-            # The runner's first step comes after every task already scheduled in this loop
-            # iteration, so requests made "at once" all join this batch.
-            self._runner = asyncio.get_running_loop().create_task(
-                self._run_batches(), name=f"aiovirt hypervisor batches ({self.spec})"
-            )
-        return batch
-
-    async def _run_batches(self) -> None:
-        try:
-            while (batch := self._forming) is not None:
-                self._forming = None
-                self._serving = batch
-                await self._serve(batch)
-                self._serving = None
-        finally:
-            self._runner = None
+        return self._batches.request(domid)
 
     def _fetch_all(self) -> list[DomainInfoRecord]:
         """Return every domain's record (blocking; in a worker thread)."""
@@ -418,45 +379,26 @@ class Hypervisor:
         self.stats["getinfolist"] += 1
         return [rec for rec in page[:1] if rec.domid == domid]
 
-    async def _serve(self, batch: _Batch) -> None:
-        live = [i for i, fut in enumerate(batch.futures) if not fut.done()]
-        if not live:
-            return
+    async def _serve(self, domids: list[int | None]) -> list[Any]:
+        """Answer one batch with one GETDOMAININFOLIST (a lone request asks for its domain)."""
         self.stats["batches"] += 1
-        self.stats["info_requests"] += len(live)
-        lone = batch.domids[live[0]] if len(live) == 1 else None
-        try:
-            if lone is not None:
-                records = await self.executor.run(self._fetch_one, lone)
-            else:
-                records = await self.executor.run(self._fetch_all)
-        except Exception as exc:
-            self._fail(batch, exc)
-            return
-        by_id: dict[int, DomainInfoRecord] | None = None
-        for fut, domid in zip(batch.futures, batch.domids, strict=True):
-            if fut.done():
-                continue
-            if domid is None:
-                fut.set_result(list(records))
-                continue
-            if by_id is None:
-                by_id = {rec.domid: rec for rec in records}
-            fut.set_result(by_id.get(domid))
+        self.stats["info_requests"] += len(domids)
+        if len(domids) == 1 and domids[0] is not None:
+            records = await self.executor.run(self._fetch_one, domids[0])
+        else:
+            records = await self.executor.run(self._fetch_all)
+        by_id = {rec.domid: rec for rec in records}
+        return [list(records) if domid is None else by_id.get(domid) for domid in domids]
 
-    def _fail(self, batch: _Batch, exc: BaseException | None) -> None:
-        """Fail every unanswered request of ``batch``, each with its own error."""
-        for fut, domid in zip(batch.futures, batch.domids, strict=True):
-            if fut.done():
-                continue
-            if exc is None:
-                err = VirtError(ErrorNumber.OPERATION_INVALID, ErrorDomain.XEN,
-                                f"the hypervisor connection ({self.spec}) closed before "
-                                "GETDOMAININFOLIST answered")
-            else:
-                err = self._error("GETDOMAININFOLIST", domid, exc)
-                err.__cause__ = exc
-            fut.set_exception(err)
+    def _batch_error(self, domid: int | None, exc: BaseException | None) -> VirtError:
+        """Return one waiter's own error: the batch failed with ``exc``, or closed (None)."""
+        if exc is None:
+            return VirtError(ErrorNumber.OPERATION_INVALID, ErrorDomain.XEN,
+                             f"the hypervisor connection ({self.spec}) closed before "
+                             "GETDOMAININFOLIST answered")
+        err = self._error("GETDOMAININFOLIST", domid, exc)
+        err.__cause__ = exc
+        return err
 
     def _error(self, op: str, domid: int | None, exc: BaseException) -> VirtError:
         """Return the :class:`VirtError` for driver call ``op`` on ``domid`` failing as ``exc``."""
