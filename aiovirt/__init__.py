@@ -2,8 +2,7 @@
 
 from aiovirt import xenstore
 from aiovirt._version import __version__, get_version
-from aiovirt.connection import Connection, NodeInfo, open, open_read_only
-from aiovirt.domain import Domain, DomainInfo
+from aiovirt.connection import Connection, Domain, open, open_read_only
 from aiovirt.errors import (
     ErrorDomain,
     ErrorLevel,
@@ -16,6 +15,7 @@ from aiovirt.errors import (
     set_error_handler,
 )
 from aiovirt.events import DomainEvent, EventKind, StopReason
+from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol.states import DomainState
 
 __all__ = [

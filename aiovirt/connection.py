@@ -1,26 +1,13 @@
-"""Connections to a Xen node, and the one place that decides which backend answers each call.
+"""Connections to a Xen node and the domains on it: the public face of aiovirt.
 
 ``conn = await aiovirt.open(uri)`` (or ``async with aiovirt.open(uri) as conn``) opens up to
-three backends, each optional: xend (HTTP), xenstore and the hypervisor. Routing, following
-libvirt 0.0.6 where it was right and its later fixes where it was not:
+three backends, each optional: xend (HTTP), xenstore and the hypervisor. The connection owns
+them and their background work, guards every call (closed, read-only, a domain that has gone,
+Domain-0) and reports errors; which backend answers each call is decided by its router
+(:mod:`aiovirt.routing`, whose :mod:`table <aiovirt.routing.table>` lists the routes).
 
-============================  =====================================================
-call                          backends, in order of preference
-============================  =====================================================
-list ids, count, ``info()``   hypervisor (one coalesced hypercall), xend, xenstore
-``list_domains()``            xend (one detailed list), hypervisor + xenstore, xenstore
-lookup by name                xend, xenstore (scan of ``/local/domain``)
-lookup by id                  xenstore (``/local/domain/<id>``), xend
-lookup by UUID                hypervisor + xenstore/xend, xend, xenstore (``/vm/<uuid>``)
-``os_type()``                 xenstore (``<vm>/image/ostype``), xend
-``max_memory()``              hypervisor, xend, xenstore
-suspend, resume, destroy,     hypervisor, xend
-set_max_memory
-shutdown, reboot              xend, xenstore (``control/shutdown``)
-set_memory                    xend, xenstore (``memory/target``)
-create, save, restore, XML    xend only
-node_info, get_version        hypervisor, xend
-============================  =====================================================
+:class:`Domain` lives here with :class:`Connection` because each refers to the other: a
+connection returns domains, a domain names its connection.
 
 A read-only connection never opens the hypervisor or the read-write xenstore socket, and every
 state-changing call raises ``OPERATION_DENIED`` before any I/O. Domain-0 refuses the lifecycle
@@ -31,89 +18,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from aiovirt.backends.hypervisor import Hypervisor
 from aiovirt.backends.xend import XendClient
-from aiovirt.domain import Domain, DomainInfo
+from aiovirt.backends.xenstore import XenStoreClient, connect, default_socket_path
 from aiovirt.errors import ErrorDomain, ErrorHandler, ErrorNumber, VirtError, report, reporting
-from aiovirt.protocol import sexpr
-from aiovirt.protocol.privcmd import PAGE_KIB, DomainInfoRecord
-from aiovirt.protocol.states import DomainState, state_from_flags
+from aiovirt.info import DomainInfo, NodeInfo
+from aiovirt.protocol.states import DomainState
+from aiovirt.routing.hypervisor import HypervisorRoutes
+from aiovirt.routing.identity import Identity, gone
+from aiovirt.routing.router import Router
+from aiovirt.routing.table import BACKENDS, HYPERVISOR, XEND, XENSTORE
+from aiovirt.routing.xend import XendRoutes
+from aiovirt.routing.xenstore import XenStoreRoutes
 from aiovirt.uri import ConnectionURI, parse_uri
-from aiovirt.xend_info import (
-    XendDomainRecord,
-    XendInfoBatches,
-    info_from_xend,
-    int_field,
-    is_enoent,
-    parse_uuid,
-    read_domain_sxpr,
-    record_fields,
-)
 
-if TYPE_CHECKING:
-    from aiovirt.backends.hypervisor import Hypervisor
-    from aiovirt.backends.xenstore import XenStoreClient
-
-__all__ = ["Connection", "NodeInfo", "open", "open_read_only"]
+__all__ = ["Connection", "Domain", "DomainInfo", "NodeInfo", "open", "open_read_only"]
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-_ZERO_UUID = uuidlib.UUID(int=0)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _MIN_MAX_MEMORY_KIB = 4096
-_XEND = "xend"
-_XENSTORE = "xenstore"
-_HYPERVISOR = "hypervisor"
-
-
-class NodeInfo(NamedTuple):
-    """The node's hardware, like libvirt's ``virNodeInfo``: memory in KiB, CPU speed in MHz."""
-
-    model: str
-    memory: int
-    cpus: int
-    mhz: int
-    nodes: int
-    sockets: int
-    cores: int
-    threads: int
-
-
-_new_tuple = tuple.__new__
-_ZERO_HANDLE = bytes(16)
-# Hypervisor flags -> state, memoised: a node's domains share a handful of flag words, and
-# state_from_flags's enum lookups would otherwise cost a microsecond per info(). Bounded, as
-# the flags also carry the CPU a domain last ran on.
-_FLAG_STATES: dict[int, DomainState] = {}
-_FLAG_STATES_MAX = 4096
-
-
-def _state_of(flags: int) -> DomainState:
-    state = _FLAG_STATES.get(flags)
-    if state is None:
-        state = state_from_flags(flags)
-        if len(_FLAG_STATES) < _FLAG_STATES_MAX:
-            _FLAG_STATES[flags] = state
-    return state
-
-
-def _info_from_record(rec: DomainInfoRecord) -> DomainInfo:
-    # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object, a frame less).
-    info: DomainInfo = _new_tuple(DomainInfo, (
-        _state_of(rec.flags), rec.max_pages * PAGE_KIB, rec.tot_pages * PAGE_KIB,
-        rec.nr_online_vcpus, rec.cpu_time))
-    return info
+_XEND = XEND
+_XENSTORE = XENSTORE
+_HYPERVISOR = HYPERVISOR
 
 
 async def _gather_closing(
@@ -145,7 +85,7 @@ async def _gather_closing(
 
 
 class Connection:
-    """An open connection to one Xen node (see the module docstring for the routing).
+    """An open connection to one Xen node; its router picks the backend of each call.
 
     Obtain it from :func:`open` / :func:`open_read_only`. Every public coroutine raises
     :class:`VirtError`; the error is also stored as :attr:`last_error` and handed to the
@@ -160,15 +100,14 @@ class Connection:
         self._xs: XenStoreClient | None = None
         self._xs_path: str | None = None
         self._hv: Hypervisor | None = None
-        self._xend_info: XendInfoBatches | None = None
         self._why_not: dict[str, str] = {}
+        self._router: Router[Domain] = self._make_router({})
         self._closed = False
         self._close_lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
         self._last_error: VirtError | None = None
         self._error_handler: tuple[ErrorHandler, Any] | None = None
         self.sim_node: Any = None
-        self._known_domains: dict[int, Domain] = {}  # domid -> Domain, for domain_infos()
 
     def __repr__(self) -> str:
         mode = " read-only" if self._read_only else ""
@@ -205,8 +144,6 @@ class Connection:
         self._xend = opened.get(_XEND)
         self._xs = opened.get(_XENSTORE)
         self._hv = opened.get(_HYPERVISOR)
-        if self._xend is not None:
-            self._xend_info = XendInfoBatches(self, self._xend)
         for name, exc in failed.items():
             self._why_not[name] = str(exc)
             level = logging.DEBUG if name == _HYPERVISOR and spec.hypervisor == "auto" else (
@@ -220,6 +157,22 @@ class Connection:
                             f"the node of {self.uri!r} (neither the Xen daemon nor the Xen "
                             f"store answers: {reasons})")
             raise err from cause
+        store = XenStoreRoutes(self._xs, self.uri) if self._xs is not None else None
+        views: dict[str, HypervisorRoutes | XendRoutes | XenStoreRoutes] = {}
+        if self._xend is not None:
+            views[_XEND] = XendRoutes(self._xend, self.uri)
+        if store is not None:
+            views[_XENSTORE] = store
+        if self._hv is not None:
+            views[_HYPERVISOR] = HypervisorRoutes(self._hv, self.uri, store)
+        self._router = self._make_router(views)
+
+    def _make_router(
+        self, views: dict[str, HypervisorRoutes | XendRoutes | XenStoreRoutes],
+    ) -> Router[Domain]:
+        return Router(self.uri, views,
+                      endpoints={name: self._endpoint_name(name) for name in BACKENDS},
+                      why_not=self._why_not, new=functools.partial(Domain, self))
 
     async def _start_sim(self, spec: ConnectionURI) -> ConnectionURI:
         from aiovirt.sim.node import SimNode
@@ -240,8 +193,6 @@ class Connection:
                        timeout=spec.timeout)
 
     async def _open_xenstore(self, path: str) -> XenStoreClient:
-        from aiovirt.backends.xenstore import connect, default_socket_path
-
         if path:
             resolved = path + "_ro" if self._read_only else path
         else:
@@ -251,8 +202,6 @@ class Connection:
         return await connect(resolved, read_only=self._read_only, timeout=timeout)
 
     async def _open_hypervisor(self, spec: str) -> Hypervisor:
-        from aiovirt.backends.hypervisor import Hypervisor
-
         return await Hypervisor.open(spec)
 
     def _endpoint_name(self, backend: str) -> str:
@@ -271,13 +220,11 @@ class Connection:
             self._closed = True
             xend, xs, hv = self._xend, self._xs, self._hv
             self._xend = self._xs = self._hv = None
-            batches, self._xend_info = self._xend_info, None
             try:
                 events = sys.modules.get("aiovirt.events")
                 if events is not None:  # end open event streams now, not at their next poll
                     await events.close_event_sources(self)
-                if batches is not None:
-                    await batches.close()
+                await self._router.close()
                 closers = [b.close() for b in (hv, xs, xend) if b is not None]
                 results = await asyncio.gather(*closers, return_exceptions=True)
                 for result in results:
@@ -370,49 +317,13 @@ class Connection:
             raise VirtError(ErrorNumber.OPERATION_DENIED, ErrorDomain.NONE,
                             f"{what} (connection to {self.uri!r} is read-only)", conn=self)
 
-    def _missing(self, what: str, *backends: str) -> VirtError:
-        reasons = "; ".join(
-            f"{self._endpoint_name(b)}: {self._why_not.get(b, 'not available')}"
-            for b in backends)
-        return VirtError(ErrorNumber.NO_CONNECT, ErrorDomain.NONE,
-                         f"{reasons} (needed for {what})", conn=self)
-
-    def _need_xend(self, what: str) -> XendClient:
-        self._check_open()
-        if self._xend is None:
-            raise self._missing(what, _XEND)
-        return self._xend
-
-    def _no_domain(self, what: str, cause: BaseException | None = None) -> VirtError:
-        err = VirtError(ErrorNumber.NO_DOMAIN, ErrorDomain.DOM,
-                        f"no domain with {what} on {self.uri!r}", conn=self)
-        err.__cause__ = cause
-        return err
-
-    def _gone(self, dom: Domain, cause: BaseException | None = None) -> VirtError:
-        err = VirtError(ErrorNumber.NO_DOMAIN, ErrorDomain.DOM,
-                        f"{dom.name!r} (id {dom.id}, uuid {dom.uuid}) is no longer on "
-                        f"{self.uri!r}", conn=self, dom=dom)
-        err.__cause__ = cause
-        return err
-
     def _check_domain(self, dom: Domain) -> None:
         self._check_open()
         if dom._conn is not self:
             raise VirtError(ErrorNumber.INVALID_DOMAIN, ErrorDomain.DOM,
                             f"{dom!r} (it belongs to another connection)", dom=dom)
         if dom._gone:
-            raise self._gone(dom)
-
-    @contextlib.contextmanager
-    def _domain_errors(self, dom: Domain) -> Generator[None, None, None]:
-        """Turn a backend's no-such-domain answer into NO_DOMAIN naming ``dom``."""
-        try:
-            yield
-        except VirtError as err:
-            if err.code == ErrorNumber.NO_DOMAIN or is_enoent(err):
-                raise self._gone(dom, err) from err
-            raise
+            raise gone(dom, self.uri)
 
     def _check_lifecycle(self, dom: Domain, verb: str) -> None:
         """Refuse ``verb`` on ``dom`` before any I/O: read-only, gone, or Domain-0."""
@@ -426,42 +337,31 @@ class Connection:
                             f"cannot {what} Domain-0, the privileged domain", conn=self,
                             dom=dom)
 
-    # -- xenstore helpers -------------------------------------------------------------------
+    def _check_kib(self, dom: Domain, kib: object, minimum: int) -> int:
+        if isinstance(kib, bool) or not isinstance(kib, int) or kib < minimum:
+            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
+                            f"memory must be an integer of at least {minimum} KiB, not {kib!r}",
+                            conn=self, dom=dom)
+        return kib
 
-    async def _xs_read(self, path: str) -> str | None:
-        """Return the text at ``path`` or None if it does not exist."""
-        assert self._xs is not None
+    def _absolute(self, path: str | os.PathLike[str]) -> str:
         try:
-            value = await self._xs.read(path)
-        except VirtError as err:
-            if is_enoent(err):
-                return None
-            raise
-        return value.decode("utf-8", "replace")
+            text = os.fsdecode(path)
+        except TypeError:
+            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
+                            f"a file path is a str or path-like, not {type(path).__name__}",
+                            conn=self) from None
+        if not text:
+            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
+                            "the file path is empty", conn=self)
+        return os.path.abspath(text)
 
-    async def _xs_domids(self) -> list[int]:
-        assert self._xs is not None
+    def _uuid_from_string(self, text: str) -> uuidlib.UUID:
         try:
-            entries = await self._xs.directory("/local/domain")
-        except VirtError as err:
-            if is_enoent(err):
-                return []
-            raise
-        return sorted(int(e) for e in entries if e.isdigit())
-
-    async def _xs_identity(self, domid: int) -> tuple[str, uuidlib.UUID] | None:
-        """Return (name, uuid) of ``domid`` from ``/local/domain/<id>``, or None if absent."""
-        base = f"/local/domain/{domid}"
-        name, vm = await asyncio.gather(self._xs_read(base + "/name"),
-                                        self._xs_read(base + "/vm"))
-        if name is None:
-            return None
-        return name, parse_uuid(vm) or _ZERO_UUID
-
-    async def _xs_identities(self, ids: Sequence[int]) -> list[tuple[int, str, uuidlib.UUID]]:
-        found = await asyncio.gather(*(self._xs_identity(i) for i in ids))
-        return [(i, ident[0], ident[1]) for i, ident in zip(ids, found, strict=True)
-                if ident is not None]
+            return uuidlib.UUID(text.strip())
+        except ValueError:
+            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
+                            f"{text!r} is not a UUID", conn=self) from None
 
     # -- connection-level calls --------------------------------------------------------------
 
@@ -475,50 +375,19 @@ class Connection:
     async def get_version(self) -> int:
         """Return the running hypervisor's version (major*1,000,000 + minor*1,000), 0 if unknown."""
         self._check_open()
-        if self._hv is not None:
-            return await self._hv.version()
-        if self._xend is not None:
-            f = record_fields(await self._xend.node())
-            return (int_field(f.get("xen_major")) * 1_000_000
-                    + int_field(f.get("xen_minor")) * 1_000)
-        return 0
+        return await self._router.version()
 
     @reporting
     async def node_info(self) -> NodeInfo:
         """Return the node's CPU model, memory (KiB), CPU count, speed (MHz) and topology."""
         self._check_open()
-        if self._hv is not None:
-            phys = await self._hv.physinfo()
-            nodes = max(phys.nr_nodes, 1)
-            cores = max(phys.cores_per_socket, 1)
-            threads = max(phys.threads_per_core, 1)
-            sockets = max(phys.nr_cpus // (nodes * cores * threads), 1)
-            return NodeInfo(platform.machine() or "unknown", phys.total_pages * PAGE_KIB,
-                            phys.nr_cpus, phys.cpu_khz // 1000, nodes, sockets, cores, threads)
-        xend = self._need_xend("node information")
-        f = record_fields(await xend.node())
-        nodes = int_field(f.get("nr_nodes"), 1) or 1
-        cores = int_field(f.get("cores_per_socket"), 1) or 1
-        threads = int_field(f.get("threads_per_core"), 1) or 1
-        cpus = int_field(f.get("nr_cpus"))
-        sockets = int_field(f.get("sockets_per_node")) or max(cpus // (nodes * cores * threads), 1)
-        return NodeInfo(f.get("machine") or "unknown", int_field(f.get("total_memory")) * 1024,
-                        cpus, int_field(f.get("cpu_mhz")), nodes, sockets, cores, threads)
-
-    async def _records(self) -> list[DomainInfoRecord]:
-        assert self._hv is not None
-        return await self._hv.list_domains()
+        return await self._router.node_info()
 
     @reporting
     async def list_domain_ids(self) -> list[int]:
         """Return the ids of the node's running domains, in increasing order."""
         self._check_open()
-        if self._hv is not None:
-            return sorted(r.domid for r in await self._records())
-        if self._xend is not None:
-            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
-            return sorted(r.domid for r in recs if r.domid is not None)
-        return await self._xs_domids()
+        return await self._router.list_ids()
 
     @reporting
     async def num_of_domains(self) -> int:
@@ -529,21 +398,7 @@ class Connection:
     async def list_domains(self) -> list[Domain]:
         """Return every running domain, in one round trip where the node allows it."""
         self._check_open()
-        if self._xend is not None:
-            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
-            if self._xend_info is not None:
-                self._xend_info.seen(len(recs))
-            doms = [Domain(self, r.name, r.domid, r.uuid) for r in recs if r.domid is not None]
-            return sorted(doms, key=lambda d: d.id)
-        assert self._xs is not None
-        if self._hv is not None:
-            records = await self._records()
-            names = await asyncio.gather(
-                *(self._xs_read(f"/local/domain/{r.domid}/name") for r in records))
-            return [Domain(self, name, r.domid, uuidlib.UUID(bytes=r.handle))
-                    for r, name in zip(records, names, strict=True) if name is not None]
-        ids = await self._xs_domids()
-        return [Domain(self, name, i, u) for i, name, u in await self._xs_identities(ids)]
+        return await self._router.list_domains()
 
     @reporting
     async def domain_infos(
@@ -555,55 +410,19 @@ class Connection:
         coalesced hypercall (plus, for domains not seen before, their names from xenstore);
         without it, one detailed xend list. A domain that has gone (or whose id now belongs to
         another domain) is left out rather than failing the whole refresh; ask its ``info()``
-        for the error. The answers are as fresh as ``info()``'s.
+        for the error. The answers are as fresh as ``info()``'s. A domain of another
+        connection is refused with ``INVALID_DOMAIN``.
         """
         self._check_open()
-        if self._hv is not None and (domains is not None or self._xs is not None):
-            records: list[DomainInfoRecord] = await self._hv.request_info(None)
-            wanted = list(domains) if domains is not None else await self._domains_of(records)
-            by_id = {rec.domid: rec for rec in records}
-            out: list[tuple[Domain, DomainInfo]] = []
-            for dom in wanted:
-                rec = by_id.get(dom._id)
-                if rec is None or dom._conn is not self or dom._gone:
-                    continue
-                with contextlib.suppress(VirtError):  # the id now belongs to another domain
-                    out.append((dom, self._info_answer(dom, rec)))
-            return out
-        if domains is None and self._xend is not None:
-            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
-            if self._xend_info is not None:
-                self._xend_info.seen(len(recs))
-            pairs = [(Domain(self, r.name, r.domid, r.uuid), info_from_xend(r))
-                     for r in recs if r.domid is not None]
-            return sorted(pairs, key=lambda pair: pair[0].id)
-        wanted = list(domains) if domains is not None else await self.list_domains()
-        infos = await asyncio.gather(*(dom.info() for dom in wanted), return_exceptions=True)
-        pairs = []
-        for dom, info in zip(wanted, infos, strict=True):
-            if isinstance(info, VirtError) and info.code == ErrorNumber.NO_DOMAIN:
-                continue
-            if isinstance(info, BaseException):
-                raise info
-            pairs.append((dom, info))
-        return pairs
-
-    async def _domains_of(self, records: Sequence[DomainInfoRecord]) -> list[Domain]:
-        """Return the Domain of each hypervisor record, reading names only for new domains."""
-        known = self._known_domains
-        fresh = [r for r in records
-                 if (d := known.get(r.domid)) is None or d._handle != r.handle]
-        if fresh:
-            names = await asyncio.gather(
-                *(self._xs_read(f"/local/domain/{r.domid}/name") for r in fresh))
-            for rec, name in zip(fresh, names, strict=True):
-                if name is not None:
-                    known[rec.domid] = Domain(self, name, rec.domid,
-                                              uuidlib.UUID(bytes=rec.handle))
-        alive = {r.domid for r in records}
-        for domid in [d for d in known if d not in alive]:
-            del known[domid]
-        return [known[r.domid] for r in records if r.domid in known]
+        wanted = None
+        if domains is not None:
+            wanted = []
+            for dom in domains:
+                if dom._conn is not self:
+                    self._check_domain(dom)
+                if not dom._gone:
+                    wanted.append(dom)
+        return await self._router.domain_infos(wanted)
 
     @reporting
     async def lookup_by_name(self, name: str) -> Domain:
@@ -612,26 +431,7 @@ class Connection:
         if not isinstance(name, str) or not name:
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
                             f"domain name must be a non-empty string, not {name!r}", conn=self)
-        if self._xend is not None:
-            try:
-                rec = read_domain_sxpr(await self._xend.domain(name))
-            except VirtError as err:
-                if err.code == ErrorNumber.NO_DOMAIN:
-                    raise self._no_domain(f"name {name!r}", err) from err
-                raise
-            # xend also resolves a number as a domid: accept only an exact name.
-            if rec.name != name or rec.domid is None:
-                raise self._no_domain(f"name {name!r}")
-            return Domain(self, rec.name, rec.domid, rec.uuid)
-        assert self._xs is not None
-        ids = await self._xs_domids()
-        names = await asyncio.gather(*(self._xs_read(f"/local/domain/{i}/name") for i in ids))
-        for domid, found in zip(ids, names, strict=True):
-            if found == name:
-                ident = await self._xs_identity(domid)
-                if ident is not None and ident[0] == name:
-                    return Domain(self, name, domid, ident[1])
-        raise self._no_domain(f"name {name!r}")
+        return await self._router.lookup_by_name(name)
 
     @reporting
     async def lookup_by_id(self, domid: int) -> Domain:
@@ -640,27 +440,7 @@ class Connection:
         if isinstance(domid, bool) or not isinstance(domid, int) or domid < 0:
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
                             f"domain id must be an integer >= 0, not {domid!r}", conn=self)
-        if self._xs is not None:
-            ident = await self._xs_identity(domid)
-            if ident is not None and (ident[1] != _ZERO_UUID or domid == 0
-                                      or self._xend is None):
-                return Domain(self, ident[0], domid, ident[1])
-            if ident is None:
-                raise self._no_domain(f"id {domid}")
-        assert self._xend is not None
-        try:
-            rec = read_domain_sxpr(await self._xend.domain(domid))
-        except VirtError as err:
-            if err.code == ErrorNumber.NO_DOMAIN:
-                raise self._no_domain(f"id {domid}", err) from err
-            raise
-        if rec.domid != domid:  # a domain *named* like the number shadows the id
-            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
-            match = next((r for r in recs if r.domid == domid), None)
-            if match is None:
-                raise self._no_domain(f"id {domid}")
-            rec = match
-        return Domain(self, rec.name, domid, rec.uuid)
+        return await self._router.lookup_by_id(domid)
 
     @reporting
     async def lookup_by_uuid(self, uuid: uuidlib.UUID | bytes | str) -> Domain:
@@ -679,7 +459,7 @@ class Connection:
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
                             f"a UUID must be uuid.UUID, 16 bytes or a string, not "
                             f"{type(uuid).__name__}", conn=self)
-        return await self._lookup_uuid(wanted)
+        return await self._router.lookup_by_uuid(wanted)
 
     @reporting
     async def lookup_by_uuid_string(self, uuid: str) -> Domain:
@@ -688,45 +468,7 @@ class Connection:
         if not isinstance(uuid, str):
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
                             f"a UUID string is a str, not {type(uuid).__name__}", conn=self)
-        return await self._lookup_uuid(self._uuid_from_string(uuid))
-
-    def _uuid_from_string(self, text: str) -> uuidlib.UUID:
-        try:
-            return uuidlib.UUID(text.strip())
-        except ValueError:
-            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"{text!r} is not a UUID", conn=self) from None
-
-    async def _lookup_uuid(self, wanted: uuidlib.UUID) -> Domain:
-        what = f"uuid {wanted}"
-        if self._hv is not None:
-            records = await self._records()
-            match = next((r for r in records if r.handle == wanted.bytes), None)
-            if match is None:
-                raise self._no_domain(what)
-            if self._xs is not None:
-                ident = await self._xs_identity(match.domid)
-                if ident is not None:
-                    return Domain(self, ident[0], match.domid, wanted)
-        if self._xend is not None:
-            recs = [read_domain_sxpr(sx) for sx in await self._xend.list_domains_detail()]
-            rec = next((r for r in recs if r.uuid == wanted and r.domid is not None), None)
-            if rec is None or rec.domid is None:
-                raise self._no_domain(what)
-            return Domain(self, rec.name, rec.domid, rec.uuid)
-        assert self._xs is not None
-        vm_path = f"/vm/{wanted}"
-        if wanted != _ZERO_UUID and await self._xs_read(vm_path + "/uuid") is None and (
-                await self._xs_read(vm_path + "/name") is None):
-            raise self._no_domain(what)
-        ids = await self._xs_domids()
-        vms = await asyncio.gather(*(self._xs_read(f"/local/domain/{i}/vm") for i in ids))
-        for domid, vm in zip(ids, vms, strict=True):
-            if parse_uuid(vm) == wanted or (wanted == _ZERO_UUID and domid == 0):
-                ident = await self._xs_identity(domid)
-                if ident is not None:
-                    return Domain(self, ident[0], domid, wanted)
-        raise self._no_domain(what)
+        return await self._router.lookup_by_uuid(self._uuid_from_string(uuid))
 
     @reporting
     async def create_linux(self, xml: str, flags: int = 0) -> Domain:
@@ -736,51 +478,16 @@ class Connection:
         the creation fails, the half-made domain is destroyed.
         """
         self._check_writable("create a domain")
-        xend = self._need_xend("creating a domain")
         if not isinstance(xml, str):
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
                             f"the domain XML must be a str, not {type(xml).__name__}", conn=self)
-        from aiovirt.protocol.domxml import xml_to_sexpr
-
-        config = xml_to_sexpr(xml)
-        parsed = sexpr.parse(config) if isinstance(config, str) else config
-        name = record_fields(parsed).get("name", "")
-        if not name:
-            raise VirtError(ErrorNumber.NO_NAME, ErrorDomain.XML, xml[:200], conn=self)
-        await xend.create(parsed)
-        try:
-            await xend.wait_for_devices(name)
-            await xend.unpause(name)
-        except BaseException as exc:
-            log.warning("%s: destroying half-created domain %r: %s", self.uri, name, exc)
-            await asyncio.shield(self._destroy_quietly(xend, name))
-            raise
-        return await self.lookup_by_name(name)
-
-    async def _destroy_quietly(self, xend: XendClient, name: str) -> None:
-        try:
-            await xend.destroy(name)
-        except VirtError as err:
-            log.warning("%s: could not destroy half-created domain %r: %s", self.uri, name, err)
+        return await self.lookup_by_name(await self._router.create(xml))
 
     @reporting
     async def restore(self, path: str | os.PathLike[str]) -> None:
         """Restore a domain saved by :meth:`Domain.save` from ``path`` (made absolute here)."""
         self._check_writable("restore a domain")
-        xend = self._need_xend("restoring a domain")
-        await xend.restore(self._absolute(path))
-
-    def _absolute(self, path: str | os.PathLike[str]) -> str:
-        try:
-            text = os.fsdecode(path)
-        except TypeError:
-            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"a file path is a str or path-like, not {type(path).__name__}",
-                            conn=self) from None
-        if not text:
-            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            "the file path is empty", conn=self)
-        return os.path.abspath(text)
+        await self._router.restore(self._absolute(path))
 
     def events(self, *args: Any, **kwargs: Any) -> Any:
         """Return an async iterator of the node's domain lifecycle events (see aiovirt.events)."""
@@ -789,236 +496,189 @@ class Connection:
 
         return domain_events(self, *args, **kwargs)
 
-    # -- domain calls (the routing behind aiovirt.domain.Domain) --------------------------
 
-    async def _domain_record(self, dom: Domain) -> DomainInfoRecord:
-        assert self._hv is not None
-        rec = await self._hv.domain_info(dom.id)
-        if rec is None or rec.domid != dom.id:
-            raise self._gone(dom)
-        if dom.uuid != _ZERO_UUID and rec.handle != dom.uuid.bytes and any(rec.handle):
-            raise self._gone(dom)  # the id now belongs to another domain
-        return rec
+async def _failed(dom: Domain, err: VirtError) -> None:
+    """Attach ``dom`` (and its connection) to ``err`` and report it once, in the calling task."""
+    if err.dom is None:
+        err.dom = dom
+    if err.conn is None:
+        err.conn = dom._conn
+    await report(err, dom._conn)
 
-    def _info_request(self, dom: Domain) -> asyncio.Future[Any] | None:
-        """Return a future answer to ``dom.info()`` from a coalesced batch, or None.
 
-        ``dom.info()``'s fast path: with the hypervisor, the request joins its forming
-        GETDOMAININFOLIST batch (no task, no coroutine of its own); :meth:`_info_answer` then
-        checks and converts the answer. None means: ask :meth:`_domain_info` (no hypervisor,
-        a closed connection, a domain known to be gone or of another connection), whose
-        checks raise the right errors.
-        """
-        hv = self._hv
-        if dom._gone or dom._conn is not self:
-            return None
-        if hv is not None:
-            return hv.request_info(dom._id)
-        if self._xend_info is not None:
-            return self._xend_info.request(dom._id)
-        return None
+def _public(
+    method: Callable[Concatenate[Domain, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[Domain, _P], Coroutine[Any, Any, _R]]:
+    """Make ``method`` a public seam: a :class:`VirtError` it raises names the domain and is
+    reported once (connection slot and handler, the task's last error) before propagating.
 
-    def _info_answer(self, dom: Domain,
-                     answer: DomainInfoRecord | XendDomainRecord | None) -> DomainInfo:
-        """Return ``dom``'s info from the answer to :meth:`_info_request`; NO_DOMAIN if gone.
+    One wrapper doing what :func:`aiovirt.errors.reporting` does for a domain (its error sink is
+    its connection), plus attaching the domain before the report, so a call costs one coroutine
+    layer, not two.
+    """
 
-        The same checks as :meth:`_domain_record` (hypervisor) and :meth:`_domain_sxpr`
-        (xend): the id must still exist and still carry ``dom``'s UUID (never another
-        domain's data).
-        """
-        if answer is None:
-            raise self._gone(dom)
-        if isinstance(answer, XendDomainRecord):
-            if answer.domid != dom._id or (dom._uuid != _ZERO_UUID and answer.uuid != dom._uuid):
-                raise self._gone(dom)
-            return info_from_xend(answer)
-        domid, flags, tot_pages, max_pages, _, cpu_time, vcpus, _, _, handle = answer
-        if domid != dom._id or (handle != dom._handle and dom._handle != _ZERO_HANDLE
-                                and any(handle)):
-            raise self._gone(dom)  # the id now belongs to another domain
-        state = _FLAG_STATES.get(flags)
-        if state is None:
-            state = _state_of(flags)
-        info: DomainInfo = _new_tuple(DomainInfo, (
-            state, max_pages * PAGE_KIB, tot_pages * PAGE_KIB, vcpus, cpu_time))
-        return info
+    @functools.wraps(method)
+    async def wrapper(self: Domain, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(self, *args, **kwargs)
+        except VirtError as err:
+            await _failed(self, err)
+            raise
 
-    async def _domain_sxpr(self, dom: Domain) -> XendDomainRecord:
-        assert self._xend is not None
-        with self._domain_errors(dom):
-            rec = read_domain_sxpr(await self._xend.domain(dom.id))
-        if rec.domid != dom.id or (dom.uuid != _ZERO_UUID and rec.uuid != dom.uuid):
-            raise self._gone(dom)
-        return rec
+    return wrapper
 
-    async def _xs_domain_base(self, dom: Domain) -> str:
-        """Return ``/local/domain/<id>`` after checking it is still ``dom``'s."""
-        base = f"/local/domain/{dom.id}"
-        ident = await self._xs_identity(dom.id)
-        if ident is None or (dom.uuid != _ZERO_UUID and ident[1] not in (dom.uuid, _ZERO_UUID)):
-            raise self._gone(dom)
-        return base
 
-    async def _domain_info(self, dom: Domain) -> DomainInfo:
-        self._check_domain(dom)
-        if self._hv is not None:
-            return _info_from_record(await self._domain_record(dom))
-        if self._xend is not None:
-            return info_from_xend(await self._domain_sxpr(dom))
-        base = await self._xs_domain_base(dom)
-        vm = f"/vm/{dom.uuid}"
-        target, maxmem, avail, vcpus = await asyncio.gather(
-            self._xs_read(base + "/memory/target"), self._xs_read(vm + "/maxmem"),
-            self._xs_read(vm + "/vcpu_avail"), self._xs_read(vm + "/vcpus"))
-        memory = int_field(target)
-        max_mem = max(int_field(maxmem) * 1024, memory)
-        online = bin(int_field(avail)).count("1") if avail else int_field(vcpus)
-        # xenstore holds no run state nor CPU time (libvirt reported NOSTATE and 0 too).
-        return DomainInfo(DomainState.NOSTATE, max_mem, memory, online, 0)
+class Domain(Identity):
+    """One domain of a node, as returned by the connection's lookups.
 
-    async def _domain_os_type(self, dom: Domain) -> str:
-        self._check_domain(dom)
-        if self._xs is not None:
-            vm = await self._xs_read(f"/local/domain/{dom.id}/vm")
-            if vm is not None:
-                found = parse_uuid(vm)
-                if dom.uuid != _ZERO_UUID and found is not None and found != dom.uuid:
-                    raise self._gone(dom)  # the id now belongs to another domain
-                return await self._xs_read(vm + "/image/ostype") or "linux"
-            if self._xend is None:
-                await self._xs_domain_base(dom)  # NO_DOMAIN if it has gone
-                return "linux"
-        if self._xend is not None:
-            rec = await self._domain_sxpr(dom)
-            image = sexpr.lookup_list(rec.sx, "domain/image")
-            if image and isinstance(image[0], list) and image[0]:
-                head = image[0][0]
-                return head if isinstance(head, str) else "linux"
-            return "linux"
-        raise self._missing("the OS type", _XENSTORE, _XEND)
+    A handle: its name, id and UUID are fixed when it is looked up and read without I/O. Each
+    method guards the call (closed connection, read-only, gone, Domain-0) and asks the
+    connection's router, which alone decides which backend answers. A domain that has gone
+    away (destroyed, saved, or replaced by another under the same id) raises ``NO_DOMAIN``
+    naming it; it never answers with another domain's data.
 
-    async def _domain_max_memory(self, dom: Domain) -> int:
-        self._check_domain(dom)
-        if self._hv is not None:
-            return (await self._domain_record(dom)).max_pages * PAGE_KIB
-        return (await self._domain_info(dom)).max_mem
+    Two handles of the same domain (same connection, UUID and id) compare equal and hash
+    alike. Every method is a coroutine and raises :class:`~aiovirt.errors.VirtError`.
+    """
 
-    async def _domain_xml_desc(self, dom: Domain, flags: int) -> str:
-        self._check_domain(dom)
+    __slots__ = ("__weakref__", "_conn", "_gone")
+
+    def __init__(self, conn: Connection, name: str, domid: int, uuid: uuidlib.UUID) -> None:
+        super().__init__(name, domid, uuid)
+        self._conn = conn
+        self._gone = False
+
+    # -- identity, no I/O ------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this domain was looked up on."""
+        return self._conn
+
+    @property
+    def uuid_string(self) -> str:
+        """The domain's UUID in the canonical 8-4-4-4-12 form."""
+        return str(self._uuid)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Domain):
+            return NotImplemented
+        return (self._conn is other._conn and self._uuid == other._uuid
+                and self._id == other._id)
+
+    def __hash__(self) -> int:
+        return hash((id(self._conn), self._uuid, self._id))
+
+    def __repr__(self) -> str:
+        return f"<Domain {self._name!r} id={self._id} uuid={self._uuid}>"
+
+    def _error_sink(self) -> Connection:
+        return self._conn
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def info(self) -> DomainInfo:
+        """Return the domain's state, max memory and memory (KiB), vCPUs and CPU time (ns)."""
+        # A dashboard's hot path (thousands at once), so one coroutine layer: the router hands
+        # out a request that joins a coalesced batch when it can, and checks and converts its
+        # answer; otherwise it answers through the info route.
+        conn = self._conn
+        try:
+            if conn._closed or self._gone:
+                conn._check_domain(self)
+            router = conn._router
+            request = router.info_request(self)
+            if request is None:
+                return await router.info(self)
+            return router.info_answer(self, await request)
+        except VirtError as err:
+            await _failed(self, err)
+            raise
+
+    async def state(self) -> DomainState:
+        """Return the domain's state (``info().state``)."""
+        return (await self.info()).state
+
+    @_public
+    async def os_type(self) -> str:
+        """Return the guest's OS type: ``"linux"`` (paravirtualised) or ``"hvm"``."""
+        self._conn._check_domain(self)
+        return await self._conn._router.os_type(self)
+
+    @_public
+    async def max_memory(self) -> int:
+        """Return the most memory the domain may have, in KiB."""
+        self._conn._check_domain(self)
+        return await self._conn._router.max_memory(self)
+
+    @_public
+    async def xml_desc(self, flags: int = 0) -> str:
+        """Return the domain's XML description (the format ``create_linux`` accepts)."""
+        self._conn._check_domain(self)
         if flags != 0:
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"xml_desc flags must be 0, not {flags!r}", conn=self, dom=dom)
-        self._need_xend("the XML description")
-        from aiovirt.protocol.domxml import sexpr_to_xml
+                            f"xml_desc flags must be 0, not {flags!r}")
+        return await self._conn._router.xml_desc(self)
 
-        assert self._xend is not None
-        with self._domain_errors(dom):
-            sx = await self._xend.domain(dom.id)
-        rec = read_domain_sxpr(sx)
-        if rec.domid != dom.id or (dom.uuid != _ZERO_UUID and rec.uuid != dom.uuid):
-            raise self._gone(dom)
-        return sexpr_to_xml(sx)
+    # -- lifecycle ---------------------------------------------------------------------------
 
-    async def _hv_or_xend(self, dom: Domain, what: str,
-                          hv_call: Callable[[int], Awaitable[None]] | None,
-                          xend_call: Callable[[int], Awaitable[None]] | None) -> None:
-        if self._hv is not None and hv_call is not None:
-            await self._domain_record(dom)
-            with self._domain_errors(dom):
-                await hv_call(dom.id)
-            return
-        if self._xend is not None and xend_call is not None:
-            with self._domain_errors(dom):
-                await xend_call(dom.id)
-            return
-        raise self._missing(what, _HYPERVISOR, _XEND)
+    @_public
+    async def suspend(self) -> None:
+        """Pause the domain (it keeps its memory but gets no CPU time)."""
+        self._conn._check_lifecycle(self, "suspend")
+        await self._conn._router.suspend(self)
 
-    async def _domain_suspend(self, dom: Domain) -> None:
-        self._check_lifecycle(dom, "suspend")
-        await self._hv_or_xend(dom, "suspending a domain",
-                               self._hv.pause if self._hv else None,
-                               self._xend.pause if self._xend else None)
+    @_public
+    async def resume(self) -> None:
+        """Unpause a suspended domain."""
+        self._conn._check_lifecycle(self, "resume")
+        await self._conn._router.resume(self)
 
-    async def _domain_resume(self, dom: Domain) -> None:
-        self._check_lifecycle(dom, "resume")
-        await self._hv_or_xend(dom, "resuming a domain",
-                               self._hv.unpause if self._hv else None,
-                               self._xend.unpause if self._xend else None)
+    @_public
+    async def shutdown(self) -> None:
+        """Ask the guest to shut down (it may take a while, or refuse)."""
+        self._conn._check_lifecycle(self, "shut down")
+        await self._conn._router.shutdown(self, "poweroff")
 
-    async def _domain_destroy(self, dom: Domain) -> None:
-        self._check_lifecycle(dom, "destroy")
-        await self._hv_or_xend(dom, "destroying a domain",
-                               self._hv.destroy if self._hv else None,
-                               self._xend.destroy if self._xend else None)
-        dom._gone = True
+    @_public
+    async def reboot(self) -> None:
+        """Ask the guest to reboot."""
+        self._conn._check_lifecycle(self, "reboot")
+        await self._conn._router.shutdown(self, "reboot")
 
-    async def _domain_shutdown(self, dom: Domain, reason: str) -> None:
-        self._check_lifecycle(dom, "reboot" if reason == "reboot" else "shut down")
-        if self._xend is not None:
-            with self._domain_errors(dom):
-                await self._xend.shutdown(dom.id, reason)
-            return
-        if self._xs is not None:
-            base = await self._xs_domain_base(dom)
-            with self._domain_errors(dom):
-                await self._xs.write(base + "/control/shutdown", reason)
-            return
-        raise self._missing("a shutdown request", _XEND, _XENSTORE)
+    @_public
+    async def destroy(self) -> None:
+        """Stop the domain at once; this handle stays valid, later calls raise NO_DOMAIN."""
+        self._conn._check_lifecycle(self, "destroy")
+        await self._conn._router.destroy(self)
+        self._gone = True
 
-    async def _domain_save(self, dom: Domain, path: str | os.PathLike[str]) -> None:
-        self._check_writable(f"save domain {dom.name!r}")
-        self._check_domain(dom)
-        target = self._absolute(path)
-        self._refuse_domain0(dom, "save")
-        xend = self._need_xend("saving a domain")
-        with self._domain_errors(dom):
-            await xend.save(dom.id, target)
-        dom._gone = True
+    @_public
+    async def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the domain's state to ``path`` (made absolute here); the domain then stops."""
+        conn = self._conn
+        conn._check_writable(f"save domain {self._name!r}")
+        conn._check_domain(self)
+        target = conn._absolute(path)
+        conn._refuse_domain0(self, "save")
+        await conn._router.save(self, target)
+        self._gone = True
 
-    def _check_kib(self, dom: Domain, kib: object, minimum: int) -> int:
-        if isinstance(kib, bool) or not isinstance(kib, int) or kib < minimum:
-            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"memory must be an integer of at least {minimum} KiB, not {kib!r}",
-                            conn=self, dom=dom)
-        return kib
+    @_public
+    async def set_max_memory(self, kib: int) -> None:
+        """Set the most memory the domain may have, in KiB."""
+        conn = self._conn
+        conn._check_writable(f"set the maximum memory of domain {self._name!r}")
+        conn._check_domain(self)
+        await conn._router.set_max_memory(self, conn._check_kib(self, kib, _MIN_MAX_MEMORY_KIB))
 
-    async def _domain_set_max_memory(self, dom: Domain, kib: int) -> None:
-        self._check_writable(f"set the maximum memory of domain {dom.name!r}")
-        self._check_domain(dom)
-        kib = self._check_kib(dom, kib, _MIN_MAX_MEMORY_KIB)
-        hv_call = None
-        if self._hv is not None:
-            hv = self._hv
-
-            async def hv_call(domid: int) -> None:
-                await hv.set_max_memory(domid, kib)
-        xend_call = None
-        if self._xend is not None:
-            xend = self._xend
-
-            async def xend_call(domid: int) -> None:
-                await xend.set_max_memory(domid, kib)
-        await self._hv_or_xend(dom, "setting the maximum memory", hv_call, xend_call)
-
-    async def _domain_set_memory(self, dom: Domain, kib: int) -> None:
-        self._check_writable(f"set the memory of domain {dom.name!r}")
-        self._check_domain(dom)
-        kib = self._check_kib(dom, kib, 1)
-        maximum = await self._domain_max_memory(dom)
-        if kib > maximum:
-            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"{kib} KiB is more than domain {dom.name!r}'s maximum of "
-                            f"{maximum} KiB", conn=self, dom=dom)
-        if self._xend is not None:
-            with self._domain_errors(dom):
-                await self._xend.set_memory_target(dom.id, kib)
-            return
-        if self._xs is not None:
-            base = await self._xs_domain_base(dom)
-            with self._domain_errors(dom):
-                await self._xs.write(base + "/memory/target", str(kib))
-            return
-        raise self._missing("setting the memory", _XEND, _XENSTORE)
+    @_public
+    async def set_memory(self, kib: int) -> None:
+        """Set the domain's current memory (balloon target), in KiB."""
+        conn = self._conn
+        conn._check_writable(f"set the memory of domain {self._name!r}")
+        conn._check_domain(self)
+        await conn._router.set_memory(self, conn._check_kib(self, kib, 1))
 
 
 class _Opening:

@@ -738,7 +738,7 @@ def _probe_for(conn: Connection) -> _Probe:
 
         return _Probe(scan_hypervisor, lookup, conn.xenstore_path, exists)
     if xend is not None:
-        from aiovirt.xend_info import info_from_xend, read_domain_sxpr
+        from aiovirt.routing.xend import info_from_xend, read_domain_sxpr
 
         async def scan_xend() -> list[_Seen]:
             seen = []

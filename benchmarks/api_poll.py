@@ -84,8 +84,9 @@ async def xend_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | Non
 
         rows.append(await measure(f"xend{suffix}, all at once, coalesced", len(doms),
                                   all_at_once(doms), rounds, requests))
-        batches = conn._xend_info  # turned off to show what coalescing saves
-        conn._xend_info = None
+        routes = conn._router.xend  # its coalescing turned off to show what it saves
+        assert routes is not None
+        routes.coalescing = False
         try:
             before = xend.requests
             rows.append(await measure(f"xend{suffix}, all at once, per domain", len(doms),
@@ -94,7 +95,7 @@ async def xend_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | Non
             rows.append(await measure(f"xend{suffix}, one by one (baseline)", len(some),
                                       one_by_one(some), 1))
         finally:
-            conn._xend_info = batches
+            routes.coalescing = True
     return rows
 
 

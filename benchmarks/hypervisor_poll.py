@@ -136,7 +136,9 @@ async def api_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | None
         doms = (await conn.list_domains())[:seq_limit]
         # The baseline is one HTTP request per info(), nothing else: the connection's xend
         # coalescing (which only helps concurrent calls) is off.
-        conn._xend_info = None
+        routes = conn._router.xend
+        assert routes is not None
+        routes.coalescing = False
 
         async def refresh_seq() -> None:
             for d in doms:

@@ -51,6 +51,7 @@ from typing import Any, Protocol, TypeVar, overload
 from aiovirt.batching import Coalescer
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol.privcmd import MAX_BATCH, DomainInfoRecord, PhysInfo
+from aiovirt.protocol.xen import DOMID_FIRST_RESERVED  # ids from here on are never listed
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,6 @@ __all__ = [
 
 DEFAULT_THREADS = 4
 DEFAULT_TIMEOUT = 10.0
-DOMID_FIRST_RESERVED = 0x7FF0  # ids from here on are Xen's special domains, never listed
 
 _T = TypeVar("_T")
 
