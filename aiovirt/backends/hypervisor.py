@@ -1,4 +1,4 @@
-"""The hypervisor backend: blocking hypercalls on a bounded thread pool, info requests coalesced.
+"""The hypervisor backend: blocking hypercalls offloaded to threads (bounded), info coalesced.
 
 libvirt 0.0.6 asked the hypervisor directly "for performance and accuracy" when it had root
 rights. Hypercalls are blocking system calls, so here they run on worker threads, never on the
@@ -11,15 +11,17 @@ simulated node's ``DIR/privcmd`` endpoint). The driver is chosen by a spec strin
 
 Two pieces do the work:
 
-- :class:`HypercallExecutor` owns at most ``threads`` worker threads. Each call may take
-  ``timeout`` seconds; a call that takes longer fails with ``OPERATION_TIMEOUT`` while its thread
-  keeps its slot until the driver returns, so the bound holds even then. :meth:`close
-  <HypercallExecutor.close>` waits for running calls and joins every thread. The pool is owned
-  (not anyio's shared one) so that closing it leaves no thread behind, and the ``sim`` driver's
-  per-thread sockets live exactly as long as their threads.
+- :class:`HypercallExecutor` runs the driver's calls on anyio's worker threads
+  (``anyio.to_thread.run_sync``, in a copy of the caller's context), at most ``threads`` at
+  once (its own ``CapacityLimiter``). Each call may take ``timeout`` seconds; a call that takes
+  longer fails with ``OPERATION_TIMEOUT`` while its thread keeps its slot until the driver
+  returns, so the bound holds even then, and a call its caller gave up on while it still
+  waited for a slot never runs. :meth:`close <HypercallExecutor.close>` waits until no call
+  is queued or running, so no thread does this backend's work afterwards.
 - :class:`Hypervisor` coalesces :meth:`~Hypervisor.domain_info` and
-  :meth:`~Hypervisor.list_domains`: every such request joins the *forming* batch; the batch
-  starts once the requests of the current loop iteration have joined, as one
+  :meth:`~Hypervisor.list_domains` with an :class:`aiovirt.batching.Coalescer`: every such
+  request joins the *forming* batch; the batch starts once the requests of the current loop
+  iteration have joined, as one
   GETDOMAININFOLIST over all domains (paged by ``MAX_BATCH``); requests arriving while it is in
   flight form the next batch, which starts as soon as it returns. So a thousand concurrent
   ``info()`` calls cost one or two hypercalls, and no answer comes from a batch that started
@@ -39,14 +41,14 @@ called it (``Connection``) reports them against its own connection.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
-import functools
 import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, overload
+
+import anyio
+import anyio.to_thread
 
 from aiovirt.batching import Coalescer
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
@@ -136,13 +138,20 @@ def open_driver(spec: str, timeout: float | None = DEFAULT_TIMEOUT) -> Hyperviso
 
 
 class HypercallExecutor:
-    """A bounded pool of worker threads for blocking driver calls.
+    """Blocking driver calls offloaded to worker threads, at most ``threads`` at a time.
 
-    ``running`` and ``peak`` count the calls executing in threads now and at most so far.
+    The calls run on anyio's worker threads (``anyio.to_thread.run_sync``), bounded by this
+    executor's own :class:`anyio.CapacityLimiter`, in a copy of the caller's context. Each call
+    runs in a task of its own, which the executor owns and :meth:`close` awaits: the caller
+    waits for it under its timeout, and when the caller gives up (timeout or cancellation) the
+    executor cancels the call's anyio scope, which drops a call still waiting for a slot (it
+    never runs) while a running one finishes in its thread and keeps its slot until then, so
+    the bound holds even for abandoned calls. ``running`` and ``peak`` count the calls
+    executing in threads now and at most so far.
     """
 
-    def __init__(self, threads: int = DEFAULT_THREADS, timeout: float | None = DEFAULT_TIMEOUT,
-                 *, name: str = "aiovirt-hv") -> None:
+    def __init__(self, threads: int = DEFAULT_THREADS,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
         if threads < 1:
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.XEN,
                             f"hypervisor thread limit {threads} (must be at least 1)")
@@ -151,8 +160,8 @@ class HypercallExecutor:
         self.running = 0
         self.peak = 0
         self._count_lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
-        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._limiter = anyio.CapacityLimiter(threads)
+        self._calls: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     @property
@@ -160,16 +169,23 @@ class HypercallExecutor:
         """Whether :meth:`close` has been called."""
         return self._closed
 
-    def _counted(self, func: Callable[[], _T]) -> _T:
+    def _counted(self, func: Callable[..., _T], *args: Any) -> _T:
         with self._count_lock:
             self.running += 1
             if self.running > self.peak:
                 self.peak = self.running
         try:
-            return func()
+            return func(*args)
         finally:
             with self._count_lock:
                 self.running -= 1
+
+    async def _offload(self, scope: anyio.CancelScope, func: Callable[..., _T],
+                       args: tuple[Any, ...]) -> _T:
+        with scope:
+            return await anyio.to_thread.run_sync(self._counted, func, *args,
+                                                  limiter=self._limiter)
+        raise asyncio.CancelledError  # the caller gave up before the call got a thread
 
     async def run(self, func: Callable[..., _T], *args: Any) -> _T:
         """Return ``func(*args)`` run in a worker thread, in the caller's context.
@@ -181,28 +197,31 @@ class HypercallExecutor:
         """
         if self._closed:
             raise RuntimeError("the hypercall executor is closed")
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, func, *args)
-        cfut = self._pool.submit(self._counted, call)
-        self._pending.add(cfut)
-        cfut.add_done_callback(self._pending.discard)
-        afut = asyncio.wrap_future(cfut)
+        scope = anyio.CancelScope()
+        call = asyncio.get_running_loop().create_task(self._offload(scope, func, args))
+        self._calls.add(call)
+        call.add_done_callback(self._finished)
         try:
             async with asyncio.timeout(self.timeout):
-                return await asyncio.shield(afut)
+                return await asyncio.shield(call)
         except BaseException:
-            # A call still waiting for a thread never runs once its caller gave up on it.
-            cfut.cancel()
+            scope.cancel()  # queued: never runs; running: finishes in its thread
             raise
 
+    def _finished(self, call: asyncio.Task[Any]) -> None:
+        self._calls.discard(call)
+        if not call.cancelled():
+            call.exception()  # retrieved: the caller may have stopped waiting for it
+
     async def close(self) -> None:
-        """Refuse new calls, wait for the running ones and join every worker thread."""
+        """Refuse new calls and wait until no call of this executor is queued or running.
+
+        No thread does this executor's work afterwards; anyio's idle worker threads are
+        shared by the event loop and end with it (or after ten idle seconds).
+        """
         self._closed = True
-        pending = list(self._pending)
-        if pending:
-            await asyncio.wait([asyncio.wrap_future(f) for f in pending])
-        # Every thread is idle now: joining them returns at once.
-        self._pool.shutdown(wait=True)
+        if self._calls:
+            await asyncio.wait(list(self._calls))
 
 
 class Hypervisor:

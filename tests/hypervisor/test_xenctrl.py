@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from aiovirt.backends.hypervisor import Hypervisor
 from aiovirt.backends.xenctrl import LAYOUTS, SONAME, XcDomainInfo, records_of
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from tests.support.interop import require, require_tool
+from tests.support.threads import threads_doing_our_work
 
 HEADER = Path("/usr/include/xenctrl.h")
 
@@ -98,6 +98,6 @@ async def test_open_without_a_hypervisor_says_so(
     assert "no Xen hypervisor is reachable" in str(err)
     assert "/dev/xen/privcmd" in str(err)
     assert err.__cause__ is not None
-    assert not [t for t in threading.enumerate() if t.name.startswith("aiovirt-hv")]
+    assert not threads_doing_our_work()
     # libxenctrl's own complaint went to logging, not to the terminal.
     assert "xencall" not in capfd.readouterr().err
