@@ -106,6 +106,9 @@ class XendFaults:
       it is dropped (the socket closed without a reply). ``0`` drops every request.
 
     Ops given to the constructor as strings are checked and converted to :class:`XendOp`.
+
+    ``stalled`` counts the requests held by a stall now; :meth:`wait_stalled` returns once that
+    many have arrived, so a test knows its requests reached the node without sleeping.
     """
 
     delay: float = 0.0
@@ -114,7 +117,10 @@ class XendFaults:
     stall_ops: set[XendOp] = field(default_factory=set)
     drop_after: int | None = None
     fail_message: str = "injected fault"
+    stalled: int = field(default=0, compare=False)
     _release: asyncio.Event | None = field(default=None, repr=False, compare=False)
+    _stalls_changed: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False,
+                                               compare=False)
 
     def __post_init__(self) -> None:
         self.op_delays = {xend_op(op): seconds for op, seconds in self.op_delays.items()}
@@ -141,7 +147,20 @@ class XendFaults:
         """Block until stalled requests are released (by :meth:`release_stalls` or close)."""
         if self._release is None or self._release.is_set():
             self._release = asyncio.Event()
-        await self._release.wait()
+        release = self._release
+        self.stalled += 1
+        async with self._stalls_changed:
+            self._stalls_changed.notify_all()
+        try:
+            await release.wait()
+        finally:
+            self.stalled -= 1
+
+    async def wait_stalled(self, count: int = 1) -> None:
+        """Return once at least ``count`` requests are held by a stall (bound it with a
+        timeout)."""
+        async with self._stalls_changed:
+            await self._stalls_changed.wait_for(lambda: self.stalled >= count)
 
     def release_stalls(self) -> None:
         """Let every stalled request end (its connection is dropped without a reply)."""

@@ -74,7 +74,8 @@ async def test_cancelled_calls_give_their_pool_slots_back(node: SimNode) -> None
         doms = await conn.list_domains()
         node.faults.xend.stall_ops.add("domain")
         tasks = [asyncio.create_task(d.info()) for d in doms]
-        await asyncio.sleep(0.1)
+        # both pooled connections now carry a request that xend holds
+        await asyncio.wait_for(node.faults.xend.wait_stalled(2), 10)
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)

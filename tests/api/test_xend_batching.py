@@ -191,7 +191,7 @@ async def test_calls_made_while_a_list_is_in_flight_wait_for_the_next_list(
     lists, _ = xend_ops(node)
     node.faults.xend.stall_ops.add("list")
     first = asyncio.gather(*(info_or_error(d) for d in doms))
-    await wait_until(lambda: xend_ops(node)[0] == lists + 1)
+    await asyncio.wait_for(node.faults.xend.wait_stalled(1), 10)
     second = asyncio.gather(*(info_or_error(d) for d in doms))
     await xend_round_trip(conn)
     # the second callers neither shared the first request nor sent their own yet
@@ -215,7 +215,8 @@ async def test_closing_the_connection_mid_flight_gives_invalid_conn(
     lists, _ = xend_ops(node)
     node.faults.xend.stall_ops.add("list")
     pending: Any = asyncio.gather(*(info_or_error(d) for d in doms))
-    await wait_until(lambda: xend_ops(node)[0] == lists + 1)
+    await asyncio.wait_for(node.faults.xend.wait_stalled(1), 10)
+    assert xend_ops(node)[0] == lists + 1
     await conn.close()
     results = await asyncio.wait_for(pending, 5)
     assert all(isinstance(r, VirtError) for r in results), results
