@@ -14,7 +14,6 @@ called it attaches its own when it reports them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
@@ -22,8 +21,8 @@ from typing import Any, Generic, TypeVar, cast
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol.privcmd import DomainInfoRecord
-from aiovirt.routing.hypervisor import HypervisorRoutes
-from aiovirt.routing.identity import Found, Identity
+from aiovirt.routing.hypervisor import HypervisorRoutes, info_from_record
+from aiovirt.routing.identity import Found, Identity, is_same
 from aiovirt.routing.table import HYPERVISOR, ROUTES, XEND, XENSTORE, Pass
 from aiovirt.routing.xend import XendRoutes
 from aiovirt.routing.xenstore import XenStoreRoutes
@@ -245,10 +244,9 @@ class Router(Generic[D]):
             out: list[tuple[D, DomainInfo]] = []
             for dom in doms:
                 rec = by_id.get(dom.id)
-                if rec is None:
-                    continue
-                with contextlib.suppress(VirtError):  # the id now belongs to another domain
-                    out.append((dom, hv.answer(dom, rec)))
+                # left out: gone, or the id now belongs to another domain
+                if rec is not None and is_same(dom, rec.domid, rec.handle):
+                    out.append((dom, info_from_record(rec)))
             return out
         if wanted is None and xend is not None:
             return [(self._handle(f), info) for f, info in await xend.domain_infos()]
