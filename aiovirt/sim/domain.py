@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from aiovirt.protocol.privcmd import PAGE_KIB, DomainInfoRecord
 from aiovirt.protocol.sexpr import SExpr
 from aiovirt.protocol.states import ShutdownReason, flags_for
+from aiovirt.protocol.xen import NULL_UUID
 
 __all__ = ["DOM0_UUID", "SimDomain", "Vbd", "Vif", "mib"]
 
-DOM0_UUID = uuidlib.UUID(int=0)
+DOM0_UUID = NULL_UUID  # Domain-0's UUID is all zeros
 
 
 def mib(kib: int) -> int:
