@@ -28,6 +28,7 @@ from typing import Any
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol.privcmd import DomainInfoRecord, PhysInfo
+from aiovirt.protocol.xen import DOMID_FIRST_RESERVED
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ SONAME = "libxenctrl.so.4.17"
 XENVER_VERSION = 0
 XENVER_EXTRAVERSION = 1
 XEN_EXTRAVERSION_LEN = 16
-DOMID_FIRST_RESERVED = 0x7FF0
 
 
 class XcDomainInfo(ctypes.Structure):
