@@ -36,6 +36,7 @@ entries are never marked ignored and quotas are not enforced.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -44,8 +45,6 @@ from aiovirt.protocol.xs_wire import (
     PAYLOAD_MAX,
     Perm,
     PermAccess,
-    XsWireError,
-    validate_path,
 )
 
 __all__ = [
@@ -114,7 +113,7 @@ class _Access:
     modified: bool = False
     fire: bool = False
     exact: bool = False
-    old_perms: tuple[Perm, ...] | None = None
+    perms: tuple[Perm, ...] | None = None  # at the first touch; None if it was missing
 
 
 @dataclass(slots=True)
@@ -178,8 +177,10 @@ class Session:
 
 
 def _parent(path: str) -> str:
-    cut = path.rfind("/")
-    return "/" if cut <= 0 else path[:cut]
+    """Return C's ``get_parent()``: everything before the last ``/`` after the first
+    character, or ``/`` (so also for ``@`` names and malformed paths, which C walks too)."""
+    cut = path.rfind("/", 1)
+    return path[:cut] if cut > 0 else "/"
 
 
 def _ancestors(path: str) -> Iterator[str]:
@@ -190,20 +191,85 @@ def _ancestors(path: str) -> Iterator[str]:
         yield path
 
 
-def _atoi(text: str) -> int:
-    """Return C's atoi() of ``text`` truncated to 32 bits (as the daemon stores a domid)."""
-    s = text.lstrip(" \t\n\v\f\r")
+_LONG_MIN = -(1 << 63)
+_LONG_MAX = (1 << 63) - 1
+_SPACE = " \t\n\v\f\r"
+
+
+def _strtol(text: str, base: int) -> tuple[int, int]:
+    """Return glibc's ``strtol(text, &end, base)`` for base 0 or 10 as (value, end index):
+    leading white space, a sign, ``0x`` or ``0`` prefixes in base 0, saturating at the
+    limits of a 64-bit long. ``end`` is 0 when no digits were read."""
+    i = 0
+    n = len(text)
+    while i < n and text[i] in _SPACE:
+        i += 1
     sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    digits = ""
-    for ch in s:
-        if not "0" <= ch <= "9":
-            break
-        digits += ch
-    value = sign * int(digits) if digits else 0
-    return value & 0xFFFFFFFF
+    if i < n and text[i] in "+-":
+        sign = -1 if text[i] == "-" else 1
+        i += 1
+    if base == 0:
+        if text[i:i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in _HEX:
+            base, i = 16, i + 2
+        elif text[i:i + 1] == "0":
+            base = 8
+        else:
+            base = 10
+    digits = _HEX[:base] if base <= 10 else _HEX
+    start = i
+    while i < n and text[i] in digits:
+        i += 1
+    if i == start:
+        return 0, 0
+    value = sign * int(text[start:i], base)
+    return max(_LONG_MIN, min(_LONG_MAX, value)), i
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _atoi(text: str) -> int:
+    """Return C's atoi() of ``text`` as the daemon keeps it: an unsigned 32-bit domid."""
+    return _strtol(text, 10)[0] & 0xFFFFFFFF
+
+
+def parse_perm(text: str) -> Perm:
+    """Return the entry for one permission string as C's ``xs_strings_to_perms`` reads it:
+    a letter of ``rwbn`` and a domid in ``strtol`` base 0 notation, kept as an unsigned
+    32-bit number (so ``b-1`` is owner 4294967295, printed back as ``b-1``); raise EINVAL
+    for anything else."""
+    access = _LETTERS.get(text[:1])
+    rest = text[1:]
+    value, end = _strtol(rest, 0)
+    if access is None or not rest or end != len(rest):
+        raise StoreError("EINVAL", f"bad permission {text!r}")
+    return Perm(value & 0xFFFFFFFF, access)
+
+
+def perm_text(perm: Perm) -> str:
+    """Return a permission entry as C prints it (``%i`` of the domid: signed)."""
+    domid = perm.domid & 0xFFFFFFFF
+    return f"{_LETTER_OF[perm.access]}{domid - (1 << 32) if domid & 0x80000000 else domid}"
+
+
+_LETTERS = {"n": PermAccess.NONE, "r": PermAccess.READ, "w": PermAccess.WRITE,
+            "b": PermAccess.BOTH}
+_LETTER_OF = {v: k for k, v in _LETTERS.items()}
+_PATH_CHARS = re.compile(r"[A-Za-z0-9\-/_@]*\Z")
+_LOCAL_DOMAIN = re.compile(r"/local/domain/(?:-[0-9]{1,4}|[0-9]{1,5})/")
+_PATH_MAX = 2048
+
+
+def valid_path(path: str) -> bool:
+    """Return C's ``is_valid_nodename()`` of a canonical path: absolute, no ``//``, no
+    trailing ``/``, at most 2048 characters after a ``/local/domain/<n>/`` prefix, and only
+    ``A-Z a-z 0-9 - / _ @``."""
+    if path[:1] != "/" or (path[-1] == "/" and path != "/") or "//" in path:
+        return False
+    m = _LOCAL_DOMAIN.match(path)
+    if len(path) > (m.end() if m else 0) + _PATH_MAX:
+        return False
+    return _PATH_CHARS.match(path) is not None
 
 
 class XenStoreDB:
@@ -265,15 +331,18 @@ class XenStoreDB:
     # ------------------------------------------------------------------ path helpers
 
     def canonical(self, session: Session, path: str) -> str:
-        """Return ``path`` made absolute for ``session``; raise EINVAL if it is not valid."""
-        if path[:1] != "/":
-            path = f"{session.home}/{path}"
-        if path in self._nodes:
+        """Return ``path`` made absolute for ``session`` as C's ``canonicalize()`` does:
+        ``/`` paths and ``@`` names as they are, anything else under the session's home.
+        Nothing is validated here (see :func:`valid_path`)."""
+        if path[:1] in ("/", "@"):
             return path
-        try:
-            validate_path(path, allow_relative=False)
-        except XsWireError as exc:
-            raise StoreError("EINVAL", exc.reason) from None
+        return f"{session.home}/{path}"
+
+    def _checked(self, session: Session, path: str) -> str:
+        """Return the canonical form of an in-process caller's path; EINVAL if invalid."""
+        path = self.canonical(session, path)
+        if path not in self._nodes and not valid_path(path):
+            raise StoreError("EINVAL", f"invalid path {path!r}")
         return path
 
     # ------------------------------------------------------------------ permissions
@@ -294,29 +363,40 @@ class XenStoreDB:
                     break
         return bits & ~_WRITE if session.read_only else bits
 
-    def _denied_or_missing(self, session: Session, tx: Transaction | None, path: str) -> str:
-        """Return the errno for a missing ``path``: ENOENT if the caller may read its nearest
-        existing ancestor, else EACCES (existence must not leak)."""
-        if session.privileged:
-            return "ENOENT"
-        for ancestor in _ancestors(_parent(path)):
-            node = self._get(tx, ancestor)
-            if node is not None:
-                return "ENOENT" if self._perm(session, node.perms) & _READ else "EACCES"
-        return "ENOENT"
-
-    def _node_for(self, session: Session, tx: Transaction | None, path: str,
+    def _get_node(self, session: Session, tx: Transaction | None, path: str,
                   need: int) -> Node:
-        node = self._get(tx, path)
-        if node is None:
-            raise StoreError(self._denied_or_missing(session, tx, path), path)
-        if need and (self._perm(session, node.perms) & need) != need:
-            raise StoreError("EACCES", path)
-        return node
+        """C's ``get_node()``: the node at canonical ``path`` if the caller has ``need`` on
+        it, else StoreError: EINVAL for an invalid path (``@`` names included), else the
+        ancestors are read up to the nearest existing one (``errno_from_parents()``; in a
+        transaction each is recorded as read, so a later change to it is a conflict) and
+        if that one grants none of ``need`` the error is EACCES (existence must not leak),
+        else ENOENT or EACCES as the node itself says."""
+        if not valid_path(path):
+            raise StoreError("EINVAL", f"invalid path {path!r}")
+        node = self._read(tx, path)
+        if node is not None:
+            if (self._perm(session, node.perms) & need) == need:
+                return node
+            err = "EACCES"
+        else:
+            err = "ENOENT"
+        current = path
+        while True:  # ask_parents()
+            current = _parent(current)
+            ancestor = self._read(tx, current)
+            if ancestor is not None:
+                if not self._perm(session, ancestor.perms) & need:
+                    err = "EACCES"
+                break
+            if current == "/":
+                break
+        raise StoreError(err, path)
 
     # ------------------------------------------------------------------ node access
 
-    def _get(self, tx: Transaction | None, path: str) -> Node | None:
+    def _read(self, tx: Transaction | None, path: str) -> Node | None:
+        """C's ``read_node()``: the node (live, or the transaction's private copy after its
+        first touch); a transaction records every node it reads, also missing ones."""
         if tx is None:
             return self._nodes.get(path)
         acc = tx.accessed.get(path)
@@ -325,9 +405,17 @@ class XenStoreDB:
             if live is None:
                 acc = _Access(None, NO_GENERATION)
             else:
-                acc = _Access(live.copy(), live.generation)
+                acc = _Access(live.copy(), live.generation, perms=live.perms)
             tx.accessed[path] = acc
         return acc.node
+
+    def _queue(self, acc: _Access, exact: bool) -> None:
+        # C's queue_watches(): a non-exact event replaces an exact one, not the other way.
+        if not acc.fire:
+            acc.fire = True
+            acc.exact = exact
+        elif not exact:
+            acc.exact = False
 
     def _put(self, session: Session, tx: Transaction | None, path: str, node: Node,
              *, fire: bool, old_perms: tuple[Perm, ...] | None = None) -> None:
@@ -339,35 +427,31 @@ class XenStoreDB:
             return
         acc = tx.accessed.get(path)
         if acc is None:
-            acc = tx.accessed[path] = _Access(node, None)
+            acc = tx.accessed[path] = _Access(node, None, perms=node.perms)
         acc.node = node
         acc.modified = True
         if fire:
-            acc.fire = True
-            acc.exact = False
-            if old_perms is not None and acc.old_perms is None:
-                acc.old_perms = old_perms
+            self._queue(acc, False)
 
     def _delete(self, tx: Transaction | None, path: str, old: Node, *, exact: bool) -> None:
         self._next_generation()
         if tx is None:
             self._nodes.pop(path, None)
-            self._fire(path, old.perms, old.perms, exact=exact)
+            self._fire(path, old.perms, exact=exact)
             return
         acc = tx.accessed.get(path)
         if acc is None:
-            acc = tx.accessed[path] = _Access(None, None)
+            acc = tx.accessed[path] = _Access(None, None, perms=old.perms)
         acc.node = None
         acc.modified = True
-        acc.fire = True
-        acc.exact = exact
-        if acc.old_perms is None:
-            acc.old_perms = old.perms
+        self._queue(acc, exact)
 
     # ------------------------------------------------------------------ events
 
     def _fire(self, path: str, perms: tuple[Perm, ...] | None,
               old_perms: tuple[Perm, ...] | None = None, *, exact: bool = False) -> None:
+        """C's ``fire_watches()`` for a node event: ``perms`` are the node's (None: look the
+        node up now, as a commit does), ``old_perms`` those it had before a change."""
         index = self._watch_index
         if not index:  # nobody watches anything: the common case while a big node starts
             return
@@ -387,19 +471,25 @@ class XenStoreDB:
             sink = session.sink
             if sink is None:
                 continue
-            if not session.privileged and not self._may_see(session, path, perms, old_perms):
+            if not self._may_see(session, path, perms, old_perms):
                 continue
             sink(path[watch.strip:] if watch.strip else path, watch.token)
 
     def _may_see(self, session: Session, path: str, perms: tuple[Perm, ...] | None,
                  old_perms: tuple[Perm, ...] | None) -> bool:
-        for candidate in (old_perms, perms):
-            if candidate is not None and self._perm(session, candidate) & _READ:
-                return True
-        node = self._nodes.get(path)
-        if node is not None and self._perm(session, node.perms) & _READ:
+        """C's ``watch_permitted()``: the old perms, the node's, or its parent's grant read.
+        A node given without perms that no longer exists is seen by nobody, not even dom0
+        (a node a transaction created and removed again)."""
+        if old_perms is not None and self._perm(session, old_perms) & _READ:
             return True
-        parent = self._nodes.get(_parent(path)) if path != "/" else None
+        if perms is None:
+            node = self._nodes.get(path)
+            if node is None:
+                return False
+            perms = node.perms
+        if self._perm(session, perms) & _READ:
+            return True
+        parent = self._nodes.get(_parent(path))
         return parent is not None and bool(self._perm(session, parent.perms) & _READ)
 
     def _fire_special(self, name: str) -> None:
@@ -435,12 +525,12 @@ class XenStoreDB:
     def op_read(self, session: Session, tx: Transaction | None, path: str) -> bytes:
         """Return the value of ``path``."""
         path = self.canonical(session, path)
-        return self._node_for(session, tx, path, _READ).value
+        return self._get_node(session, tx, path, _READ).value
 
     def op_directory(self, session: Session, tx: Transaction | None, path: str) -> bytes:
         """Return the DIRECTORY payload of ``path`` (E2BIG if over the payload limit)."""
         path = self.canonical(session, path)
-        payload = self._node_for(session, tx, path, _READ).directory_payload()
+        payload = self._get_node(session, tx, path, _READ).directory_payload()
         if len(payload) > PAYLOAD_MAX:
             raise StoreError("E2BIG", f"directory of {path} is {len(payload)} bytes")
         return payload
@@ -449,9 +539,9 @@ class XenStoreDB:
                           offset_text: str) -> bytes:
         """Return ``gen\\0`` and the child names from byte ``offset`` (C's DIRECTORY_PART)."""
         path = self.canonical(session, path)
-        node = self._node_for(session, tx, path, _READ)
+        node = self._get_node(session, tx, path, _READ)
         names = node.directory_payload()
-        offset = _atoi(offset_text)
+        offset = _strtol(offset_text, 10)[0] & 0xFFFFFFFF  # atoi() into an unsigned int
         gen = f"{node.generation}".encode() + b"\0"
         if offset >= len(names):
             return gen + b"\0"
@@ -468,50 +558,47 @@ class XenStoreDB:
         return gen + chunk
 
     def op_get_perms(self, session: Session, tx: Transaction | None, path: str) -> bytes:
-        """Return the GET_PERMS payload of ``path``."""
-        if path[:1] == "@":
-            raise StoreError("EINVAL", f"GET_PERMS of special name {path}")
+        """Return the GET_PERMS payload of ``path`` (an ``@`` name is not a path: EINVAL)."""
         path = self.canonical(session, path)
-        node = self._node_for(session, tx, path, _READ)
-        return "".join(f"{p}\0" for p in node.perms).encode()
+        node = self._get_node(session, tx, path, _READ)
+        return "".join(f"{perm_text(p)}\0" for p in node.perms).encode()
 
     def op_write(self, session: Session, tx: Transaction | None, path: str,
                  value: bytes) -> None:
         """Set the value of ``path``, creating it and its missing ancestors."""
         path = self.canonical(session, path)
-        node = self._get(tx, path)
-        if node is None:
+        try:
+            node = self._get_node(session, tx, path, _WRITE)
+        except StoreError as exc:
+            if exc.name != "ENOENT":
+                raise
             self._create(session, tx, path, value)
             return
-        if not self._perm(session, node.perms) & _WRITE:
-            raise StoreError("EACCES", path)
         node.value = value
         self._put(session, tx, path, node, fire=True)
 
     def op_mkdir(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Create ``path`` (and ancestors) with an empty value; an existing node is left alone."""
         path = self.canonical(session, path)
-        node = self._get(tx, path)
-        if node is None:
+        try:
+            self._get_node(session, tx, path, _WRITE)
+        except StoreError as exc:
+            if exc.name != "ENOENT":
+                raise
             self._create(session, tx, path, b"")
-        elif not self._perm(session, node.perms) & _WRITE:
-            raise StoreError("EACCES", path)
 
     def _create(self, session: Session, tx: Transaction | None, path: str,
                 value: bytes) -> None:
+        # C's construct_node() + create_node(): _get_node() has checked the nearest existing
+        # ancestor grants write.
         missing = [path]
         current = _parent(path)
         while True:
-            parent = self._get(tx, current)
+            parent = self._read(tx, current)
             if parent is not None:
                 break
             missing.append(current)
             current = _parent(current)
-        bits = self._perm(session, parent.perms)
-        if not bits & _READ:
-            raise StoreError("EACCES", path)
-        if not bits & _WRITE:
-            raise StoreError("EACCES", path)
         perms = parent.perms
         if not session.privileged:
             perms = (Perm(session.domid, perms[0].access), *perms[1:])
@@ -531,36 +618,58 @@ class XenStoreDB:
     def op_rm(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Remove ``path`` and its whole subtree (OK if missing but its parent exists)."""
         path = self.canonical(session, path)
-        node = self._get(tx, path)
-        if node is None:
-            err = self._denied_or_missing(session, tx, path)
-            if err != "ENOENT":
-                raise StoreError(err, path)
-            if path != "/" and self._get(tx, _parent(path)) is not None:
+        try:
+            self._get_node(session, tx, path, _WRITE)
+        except StoreError as exc:
+            if exc.name != "ENOENT":
+                raise
+            if self._read(tx, _parent(path)) is not None:
                 return
-            raise StoreError("ENOENT", path)
-        if not self._perm(session, node.perms) & _WRITE:
-            raise StoreError("EACCES", path)
+            raise
         if path == "/":
             raise StoreError("EINVAL", "cannot remove /")
+        self._rm_node(session, tx, path)
+
+    def _rm_node(self, session: Session, tx: Transaction | None, path: str) -> None:
+        # C's rm_node(): the parent is read first, then the subtree is walked depth first,
+        # each node deleted after its children and unlinked from its parent (one rewrite of
+        # the parent per child). In a transaction a child the transaction's copy of its
+        # parent lists but that is gone by now stops the walk half done: EIO (C calls it
+        # corruption), and what was deleted so far stays deleted in the transaction.
         parent_path = _parent(path)
-        parent = self._get(tx, parent_path)
-        assert parent is not None
-        self._remove_tree(tx, path, node, exact=False)
-        parent.children.pop(path.rsplit("/", 1)[1], None)
+        parent = self._read(tx, parent_path)
+        if parent is None:
+            raise StoreError("EINVAL", f"parent of {path} is gone")
+        node = self._read(tx, path)
+        if node is None or not self._delete_tree(session, tx, path, node, path):
+            raise StoreError("EIO", f"a node under {path} is gone")
+        name = path.rsplit("/", 1)[1]
+        if name not in parent.children:
+            raise StoreError("EIO", f"{parent_path} does not list {name}")
+        del parent.children[name]
         self._put(session, tx, parent_path, parent, fire=False)
 
-    def _remove_tree(self, tx: Transaction | None, path: str, node: Node, *,
-                     exact: bool) -> None:
+    def _delete_tree(self, session: Session, tx: Transaction | None, path: str, node: Node,
+                     root: str) -> bool:
         prefix = "" if path == "/" else path
         for name in list(node.children):
             child_path = f"{prefix}/{name}"
-            child = self._get(tx, child_path)
-            if child is not None:
-                self._remove_tree(tx, child_path, child, exact=True)
-            # C rewrites the node after unlinking each child: one generation each.
-            self._next_generation()
-        self._delete(tx, path, node, exact=exact)
+            child = self._read(tx, child_path)
+            if child is None or not self._delete_tree(session, tx, child_path, child, root):
+                return False
+            del node.children[name]
+            self._put(session, tx, path, node, fire=False)
+        self._delete(tx, path, node, exact=path != root)
+        return True
+
+    def op_set_perms_wire(self, session: Session, tx: Transaction | None,
+                          args: list[str]) -> None:
+        """SET_PERMS from the wire: ``args`` are the payload's strings (path, then perms),
+        parsed as C does, before the path is looked at."""
+        if len(args) < 2:
+            raise StoreError("EINVAL", "SET_PERMS needs a path and perms")
+        perms = tuple(parse_perm(text) for text in args[1:])
+        self.op_set_perms(session, tx, args[0], perms)
 
     def op_set_perms(self, session: Session, tx: Transaction | None, path: str,
                      perms: tuple[Perm, ...]) -> None:
@@ -574,7 +683,7 @@ class XenStoreDB:
             self._special_perms[path] = perms
             return
         path = self.canonical(session, path)
-        node = self._node_for(session, tx, path, _WRITE | _OWNER)
+        node = self._get_node(session, tx, path, _WRITE | _OWNER)
         if not session.privileged and perms[0].domid != node.perms[0].domid:
             raise StoreError("EPERM", f"{path}: a guest may not change the owner")
         old = node.perms
@@ -587,12 +696,14 @@ class XenStoreDB:
         original = path
         strip = 0
         if path[:1] == "@":
-            if len(path) > 2048:
+            if len(path) > _PATH_MAX:
                 raise StoreError("EINVAL", "special watch name too long")
         else:
             if path[:1] != "/":
                 strip = len(session.home) + 1
             path = self.canonical(session, path)
+            if not valid_path(path):
+                raise StoreError("EINVAL", f"invalid watch path {path!r}")
         key = (path, token)
         if key in session.watches:
             raise StoreError("EEXIST", f"watch {path} {token}")
@@ -608,9 +719,9 @@ class XenStoreDB:
         return initial_event
 
     def op_unwatch(self, session: Session, path: str, token: str) -> None:
-        """Remove the watch with this path (made canonical) and token; ENOENT if none."""
-        if path[:1] != "@":
-            path = self.canonical(session, path)
+        """Remove the watch with this path (made canonical, not validated: an invalid path
+        matches nothing) and token; ENOENT if none."""
+        path = self.canonical(session, path)
         watch = session.watches.pop((path, token), None)
         if watch is None:
             raise StoreError("ENOENT", f"no watch {path} {token}")
@@ -651,7 +762,8 @@ class XenStoreDB:
             live = nodes.get(path)
             if (NO_GENERATION if live is None else live.generation) != acc.check_generation:
                 raise StoreError("EAGAIN", f"{path} changed during transaction {tx.id}")
-        fired: list[tuple[str, _Access]] = []
+        # C's finalize_transaction(): each modified node is applied, then its event fired
+        # (an event whose node was first seen missing is only sent if the node now exists).
         for path, acc in tx.accessed.items():
             if not acc.modified:
                 continue
@@ -661,10 +773,7 @@ class XenStoreDB:
                 acc.node.generation = self._next_generation()
                 nodes[path] = acc.node
             if acc.fire:
-                fired.append((path, acc))
-        for path, acc in fired:
-            perms = acc.node.perms if acc.node is not None else None
-            self._fire(path, perms, acc.old_perms, exact=acc.exact)
+                self._fire(path, None, acc.perms, exact=acc.exact)
 
     def op_get_domain_path(self, text: str) -> bytes:
         """Return ``/local/domain/<atoi(text)>\\0`` (not validated, as C does)."""
@@ -681,13 +790,12 @@ class XenStoreDB:
         return domid == DOMID_SELF or domid in self._introduced
 
     def op_introduce(self, session: Session, domid_text: str, evtchn_text: str) -> None:
-        """INTRODUCE a domain (the ring is not simulated): fires @introduceDomain once."""
+        """INTRODUCE a domain (the ring is not simulated): fires @introduceDomain once.
+        The event channel is an unsigned number in C: only 0 is refused."""
         self._require_privileged(session)
-        evtchn = _atoi(evtchn_text)
-        if evtchn == 0 or evtchn & 0x80000000:
+        if _atoi(evtchn_text) == 0:
             raise StoreError("EINVAL", "event channel must be > 0")
-        domid = _atoi(domid_text)
-        self.introduce_domain(domid)
+        self.introduce_domain(_atoi(domid_text))
 
     def op_release(self, session: Session, domid_text: str) -> None:
         """RELEASE a domain: its nodes go, then @releaseDomain fires."""
@@ -740,19 +848,16 @@ class XenStoreDB:
 
     def directory(self, path: str) -> list[str]:
         """Return the child names of ``path`` in creation order (privileged)."""
-        node = self._node_for(self._internal, None, self.canonical(self._internal, path), 0)
+        node = self._get_node(self._internal, None, self.canonical(self._internal, path), _READ)
         return list(node.children)
 
     def exists(self, path: str) -> bool:
         """Return whether ``path`` is a node."""
-        try:
-            return self.canonical(self._internal, path) in self._nodes
-        except StoreError:
-            return False
+        return self.canonical(self._internal, path) in self._nodes
 
     def get_perms(self, path: str) -> list[Perm]:
         """Return the permission list of ``path`` (entry 1 = owner and default)."""
-        node = self._node_for(self._internal, None, self.canonical(self._internal, path), 0)
+        node = self._get_node(self._internal, None, self.canonical(self._internal, path), _READ)
         return list(node.perms)
 
     def set_perms(self, path: str, perms: Iterable[Perm]) -> None:
@@ -782,6 +887,10 @@ class XenStoreDB:
             raise StoreError("ENOENT", f"domain {domid} is not introduced")
         self._introduced.discard(domid)
         self._targets.pop(domid, None)
+        for name, perms in self._special_perms.items():
+            # C's remove_domid_from_perm(): the domain's entries go, an owner becomes dom0.
+            owner = perms[0] if perms[0].domid != domid else Perm(0, perms[0].access)
+            self._special_perms[name] = (owner, *(p for p in perms[1:] if p.domid != domid))
         if remove_owned_nodes:
             owned = self._owned_roots(domid)
             for path in owned:

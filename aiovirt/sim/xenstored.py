@@ -29,7 +29,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from aiovirt.protocol.xs_wire import HEADER, PAYLOAD_MAX, Perm, XsOp, XsWireError
+from aiovirt.protocol.xs_wire import HEADER, PAYLOAD_MAX, XsOp
 from aiovirt.sim.faults import XsFaults
 from aiovirt.sim.store import Session, StoreError, Transaction, XenStoreDB
 
@@ -298,14 +298,7 @@ class _XsProtocol(asyncio.Protocol):
 
     def _do_set_perms(self, session: Session, tx: Transaction | None,
                       payload: bytes) -> _Result:
-        args = _strings(payload)
-        if len(args) < 2:
-            raise StoreError("EINVAL", "SET_PERMS needs a path and perms")
-        try:
-            perms = tuple(Perm.parse(text) for text in args[1:])
-        except XsWireError as exc:
-            raise StoreError("EINVAL", exc.reason) from None
-        self._db.op_set_perms(session, tx, args[0], perms)
+        self._db.op_set_perms_wire(session, tx, _strings(payload))
         return _OK, None
 
     def _do_watch(self, session: Session, tx: Transaction | None, payload: bytes) -> _Result:
@@ -374,7 +367,7 @@ class _XsProtocol(asyncio.Protocol):
     def _do_set_target(self, session: Session, tx: Transaction | None,
                        payload: bytes) -> _Result:
         args = _strings(payload)
-        if len(args) != 2:
+        if len(args) < 2:  # C reads the first two and ignores any more
             raise StoreError("EINVAL", "SET_TARGET needs two domids")
         self._db.op_set_target(session, args[0], args[1])
         return _OK, None

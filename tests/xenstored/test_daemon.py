@@ -15,6 +15,91 @@ from tests.xenstored.conftest import Daemon, RawClient
 O = XsOp  # noqa: E741
 
 
+# ------------------------------------------------------------- C 4.17's answers (issue 11)
+
+@pytest.mark.parametrize("op,payload", [
+    (O.WRITE, b"@introduceDomain\0v"), (O.READ, b"@releaseDomain\0"),
+    (O.RM, b"@releaseDomain\0"), (O.MKDIR, b"@introduceDomain\0"),
+    (O.DIRECTORY, b"@releaseDomain\0"), (O.DIRECTORY_PART, b"@releaseDomain\0000\0"),
+    (O.GET_PERMS, b"@x\0"), (O.WRITE, b"@x/y\0v"),
+])
+async def test_at_names_are_not_paths(xs: RawClient, op: int, payload: bytes) -> None:
+    assert await xs.err(op, payload) == "EINVAL"
+    assert await xs.err(O.READ, b"/local/domain/0/@introduceDomain\0") == "ENOENT"
+
+
+async def test_unwatch_of_an_invalid_path_is_enoent(xs: RawClient) -> None:
+    assert await xs.err(O.UNWATCH, b"/a b\0t\0") == "ENOENT"
+    assert await xs.err(O.UNWATCH, b"//\0t\0") == "ENOENT"
+    assert await xs.err(O.UNWATCH, b"/a\0") == "EINVAL"  # not two strings
+
+
+@pytest.mark.parametrize("perm,stored", [
+    (b"b-1", b"b-1"), (b"r4294967295", b"r-1"), (b"n0x10", b"n16"), (b"w010", b"w8"),
+    (b"b 5", b"b5"), (b"r+3", b"r3"), (b"n99999999999999999999", b"n-1"),
+])
+async def test_set_perms_reads_domids_as_c_strtol(xs: RawClient, perm: bytes,
+                                                  stored: bytes) -> None:
+    await xs.ok(O.SET_PERMS, b"/\0" + perm + b"\0")
+    assert await xs.ok(O.GET_PERMS, b"/\0") == stored + b"\0"
+
+
+@pytest.mark.parametrize("perm", [b"q0", b"r", b"r0junk", b"b0x", b"w08", b"R1", b""])
+async def test_set_perms_refuses_what_c_cannot_parse(xs: RawClient, perm: bytes) -> None:
+    assert await xs.err(O.SET_PERMS, b"/\0" + perm + b"\0") == "EINVAL"
+
+
+async def test_set_perms_on_a_missing_node_is_enoent(xs: RawClient) -> None:
+    assert await xs.err(O.SET_PERMS, b"/missing\0b-1\0") == "ENOENT"
+
+
+async def test_missing_node_read_in_a_tx_records_its_nearest_ancestor(
+        daemon: Daemon, xs: RawClient) -> None:
+    other = await daemon.client()
+    tx = await xs.tx_start()
+    assert await xs.err(O.READ, b"/x/y\0", tx=tx) == "ENOENT"
+    await other.ok(O.WRITE, b"/z\0v")
+    assert await xs.ok(O.DIRECTORY, b"/\0", tx=tx) == b"tool\0"  # the transaction's view
+    assert await xs.ok(O.DIRECTORY, b"/\0") == b"tool\0z\0"
+    assert await xs.err(O.TRANSACTION_END, b"T\0", tx=tx) == "EAGAIN"
+
+
+async def test_rm_in_a_tx_of_a_subtree_changed_outside_is_eio(daemon: Daemon,
+                                                               xs: RawClient) -> None:
+    other = await daemon.client()
+    await xs.ok(O.WRITE, b"/r/c/d\0")
+    await xs.ok(O.WRITE, b"/r/e\0")
+    tx = await xs.tx_start()
+    assert await xs.ok(O.DIRECTORY, b"/r\0", tx=tx) == b"c\0e\0"
+    await other.ok(O.RM, b"/r/e\0")
+    assert await xs.err(O.RM, b"/r\0", tx=tx) == "EIO"
+    # What the walk removed before it met the missing child stays removed in the tx.
+    assert await xs.ok(O.DIRECTORY, b"/r\0", tx=tx) == b"e\0"
+    assert await xs.err(O.READ, b"/r/c\0", tx=tx) == "ENOENT"
+    assert await xs.err(O.TRANSACTION_END, b"T\0", tx=tx) == "EAGAIN"
+    assert await xs.ok(O.DIRECTORY, b"/r\0") == b"c\0"
+
+
+async def test_node_created_and_removed_in_a_tx_fires_nothing(daemon: Daemon,
+                                                              xs: RawClient) -> None:
+    watcher = await daemon.client()
+    await watcher.watch("/", "w")
+    tx = await xs.tx_start()
+    await xs.ok(O.WRITE, b"/n/m\0v", tx=tx)
+    await xs.ok(O.RM, b"/n\0", tx=tx)
+    await xs.ok(O.WRITE, b"/kept\0v", tx=tx)
+    await xs.ok(O.TRANSACTION_END, b"T\0", tx=tx)
+    assert await watcher.events_after_sync() == [("/kept", "w")]
+
+
+async def test_introduce_takes_an_unsigned_event_channel(daemon: Daemon,
+                                                         xs: RawClient) -> None:
+    assert await xs.err(O.INTRODUCE, b"5\0001\0000\0") == "EINVAL"
+    await xs.ok(O.INTRODUCE, b"5\0001\000-1\0")
+    assert await xs.ok(O.IS_DOMAIN_INTRODUCED, b"5\0") == b"T\0"
+    await xs.ok(O.SET_TARGET, b"5\0005\0ignored\0")
+
+
 # ------------------------------------------------------------------------------ basic ops
 
 async def test_write_read_directory_rm_round_trip(xs: RawClient) -> None:

@@ -233,6 +233,39 @@ SCRIPTS: dict[str, tuple[int, list[Step]]] = {
         S(0, O.TRANSACTION_START, "\0", save="t9"), S(0, O.RESET_WATCHES, "\0"),
         S(0, O.READ, "/t/b\0", tx="t9"),
     ]),
+    # The classes issue 11 found with random sequences, one minimal repro each.
+    "c_answers": (2, [
+        S(0, O.WRITE, "@introduceDomain\0v"), S(0, O.READ, "@releaseDomain\0"),
+        S(0, O.RM, "@releaseDomain\0"), S(0, O.MKDIR, "@introduceDomain\0"),
+        S(0, O.DIRECTORY_PART, "@releaseDomain\0000\0"), S(0, O.DIRECTORY, "@x\0"),
+        S(0, O.READ, "/local/domain/0/@introduceDomain\0"),
+        S(0, O.UNWATCH, "/a b\0t\0"), S(0, O.UNWATCH, "//\0t\0"),
+        S(0, O.SET_PERMS, "/\0b-1\0"), S(0, O.GET_PERMS, "/\0"),
+        S(0, O.SET_PERMS, "/\0r4294967295\0n 5\0w+3\0b010\0"), S(0, O.GET_PERMS, "/\0"),
+        S(0, O.SET_PERMS, "/\0n99999999999999999999\0"), S(0, O.GET_PERMS, "/\0"),
+        S(0, O.SET_PERMS, "/\0n0\0"), S(0, O.SET_PERMS, "/missing\0b-1\0"),
+        S(0, O.SET_PERMS, "/\0b0x\0"), S(0, O.SET_PERMS, "/\0w08\0"),
+        S(0, O.INTRODUCE, "5\0001\000-1\0"), S(0, O.IS_DOMAIN_INTRODUCED, "5\0"),
+        S(0, O.SET_TARGET, "5\0005\0extra\0"),
+        # a missing node read in a tx records its nearest ancestor
+        S(0, O.TRANSACTION_START, "\0", save="t1"), S(0, O.READ, "/x/y\0", tx="t1"),
+        S(1, O.WRITE, "/z\0v"), S(0, O.DIRECTORY, "/\0", tx="t1"), S(0, O.DIRECTORY, "/\0"),
+        S(0, O.TRANSACTION_END, "T\0", tx="t1"),
+        # RM in a tx of a subtree changed outside since
+        S(0, O.WRITE, "/r/c/d\0"), S(0, O.WRITE, "/r/e\0"),
+        S(0, O.TRANSACTION_START, "\0", save="t2"), S(0, O.DIRECTORY, "/r\0", tx="t2"),
+        S(1, O.RM, "/r/e\0"), S(0, O.RM, "/r\0", tx="t2"), S(0, O.DIRECTORY, "/r\0", tx="t2"),
+        S(0, O.READ, "/r/c\0", tx="t2"), S(0, O.TRANSACTION_END, "T\0", tx="t2"),
+        S(0, O.DIRECTORY, "/r\0"),
+        # a child created outside that the tx's copy of its parent does not list
+        S(0, O.TRANSACTION_START, "\0", save="t3"), S(0, O.DIRECTORY, "/r\0", tx="t3"),
+        S(1, O.WRITE, "/r/new\0"), S(0, O.RM, "/r/new\0", tx="t3"),
+        S(0, O.TRANSACTION_END, "F\0", tx="t3"),
+        # created and removed inside a tx: no event at commit
+        S(1, O.WATCH, "/\0w\0"), S(0, O.TRANSACTION_START, "\0", save="t4"),
+        S(0, O.WRITE, "/n/m\0v", tx="t4"), S(0, O.RM, "/n\0", tx="t4"),
+        S(0, O.WRITE, "/kept\0v", tx="t4"), S(0, O.TRANSACTION_END, "T\0", tx="t4"),
+    ]),
     "long_directory": (1, [
         *[w(f"/long/{n}") for n in LONG_NAMES],
         S(0, O.DIRECTORY, "/long\0"),
