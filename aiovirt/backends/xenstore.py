@@ -910,10 +910,13 @@ class XenStoreClient(_Ops):
         retries: int = DEFAULT_TX_RETRIES,
         timeout: float | None = None,
     ) -> _T:
-        """Run ``await fn(t)`` in a transaction and commit; on EAGAIN start over.
+        """Run ``await fn(t)`` in a transaction and commit; on a conflict start over.
 
+        A conflict is EAGAIN from the commit, or EIO from an RM inside the transaction: the C
+        daemon answers that when the subtree changed outside since the transaction saw it
+        (a commit would then fail with EAGAIN anyway).
         ``fn`` must do all its reads and writes through ``t`` and must be safe to run again.
-        After ``retries`` conflicts the last EAGAIN error is raised. Returns ``fn``'s result.
+        After ``retries`` conflicts the last error is raised. Returns ``fn``'s result.
         """
         attempt = 0
         while True:
@@ -922,7 +925,9 @@ class XenStoreClient(_Ops):
                     result = await fn(t)
                 return result
             except XenStoreError as err:
-                if err.errno_name != "EAGAIN" or attempt >= retries:
+                conflict = err.errno_name == "EAGAIN" or (err.errno_name == "EIO"
+                                                          and err.op == "RM")
+                if not conflict or attempt >= retries:
                     raise
             attempt += 1
             # Jittered backoff keeps N contending tasks from colliding in lock step.
