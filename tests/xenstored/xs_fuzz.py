@@ -9,9 +9,9 @@ A sequence is a list of :class:`Step` on one to three connections: valid and inv
 (relative, ``@`` names, bad characters, too long), binary values, permission strings as a user
 might type them, watches, transactions left open and interleaved across connections (ids used on
 the wrong connection, or after they ended), domain ops and malformed payloads. Each step is sent
-on its connection and its reply awaited; then every other connection that has asked for a watch
-is synced with a marker request, so each connection's frames (replies and events) are recorded
-in the order its daemon queued them. The record of two faithful daemons is identical.
+on its connection and its reply awaited; then every connection that has asked for a watch (this
+one included) is synced with a marker request, so each connection's frames (replies and events)
+are recorded in the order its daemon queued them. Two faithful daemons give the same record.
 """
 
 from __future__ import annotations
@@ -115,20 +115,25 @@ class _Gen:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.seq = Sequence(seed, self.rng.choice((1, 2, 2, 3, 3)))
-        self.txs: list[list[str]] = [[] for _ in range(self.seq.nconn)]
+        self.txs: list[list[str]] = [[] for _ in range(self.seq.nconn)]  # open (likely)
+        self.ended: list[str] = []
         self.ntx = 0
 
     def tx(self, conn: int) -> int | str:
+        """Return the tx_id for a step: mostly one of the connection's open transactions,
+        sometimes none, an ended one, another connection's or a made-up number."""
         rng = self.rng
         mine = self.txs[conn]
         r = rng.random()
-        if mine and r < 0.5:
+        if mine and r < 0.55:
             return mine[-1] if rng.random() < 0.6 else rng.choice(mine)
-        if r < 0.55:
+        if r < 0.58 and self.ended:
+            return rng.choice(self.ended)
+        if r < 0.61:
             others = [t for c, ts in enumerate(self.txs) if c != conn for t in ts]
             if others:
                 return rng.choice(others)
-        if r < 0.57:
+        if r < 0.62:
             return rng.choice((1, 2, 99, 0xFFFFFFFF))
         return 0
 
@@ -182,8 +187,16 @@ class _Gen:
         rng = self.rng
         path = rng.choice(_SPECIALS) if rng.random() < 0.15 else _path(rng)
         perms = [rng.choice(_PERMS) for _ in range(rng.choice((0, 1, 1, 2, 3)))]
+        if path == "/" and perms:
+            # Never a domain the domain ops may release as the owner of /: C 4.17 would then
+            # delete the root node itself (domain_tree_remove() reaches rm_node("/")), after
+            # which it is not a xenstore any more.
+            perms[0] = rng.choice(("n0", "r0", "b0", "b-1", "w0x0", "q0"))
         payload = _b(path, b"\0", *(p + "\0" for p in perms))
-        return Step(conn, O.SET_PERMS, payload, self.tx(conn))
+        # An @ name other than the two specials: C's set_perms_special() returns EINVAL but
+        # do_set_perms() answers with errno instead, which nothing set (see normalise()).
+        stale = path[:1] == "@" and path not in _SPECIALS[:2] and bool(perms)
+        return Step(conn, O.SET_PERMS, payload, self.tx(conn), stale=stale)
 
     def watch(self, conn: int) -> Step:
         rng = self.rng
@@ -209,6 +222,11 @@ class _Gen:
         tx = self.tx(conn)
         if tx == 0 and self.txs[conn] and rng.random() < 0.8:
             tx = self.txs[conn][-1]
+        if isinstance(tx, str) and arg in (b"T\0", b"F\0"):
+            for ts in self.txs:
+                if tx in ts:
+                    ts.remove(tx)
+                    self.ended.append(tx)
         return Step(conn, O.TRANSACTION_END, arg, tx)
 
     def reset_watches(self, conn: int) -> Step:
@@ -239,7 +257,7 @@ class _Gen:
         rng = self.rng
         path = rng.choice(_VALID)
         op = rng.choice((O.READ, O.DIRECTORY, O.GET_PERMS, O.MKDIR, O.RM))
-        kind = rng.randrange(9)
+        kind = rng.randrange(12)
         if kind < 3:
             # One-argument ops without exactly one NUL at the end: C's answer is a stale errno.
             payload = rng.choice((_b(path), _b(path, b"\0x\0"), b"", _b(path, b"\0x")))
@@ -253,7 +271,7 @@ class _Gen:
             return Step(conn, O.DIRECTORY_PART, _b(path, b"\0"), self.tx(conn))
         if kind == 6:
             return Step(conn, O.SET_PERMS, _b(path, b"\0"), self.tx(conn))
-        if kind == 7:
+        if kind in (7, 9, 10):
             return Step(conn, O.GET_DOMAIN_PATH, rng.choice((b"", b"1", b"1\0002\0")))
         # A header announcing more than 4096 bytes: the daemon drops the connection.
         return Step(conn, O.READ, b"", raw=encode(O.READ, 0, 0, b"")[:12] + (5000).to_bytes(
@@ -264,11 +282,70 @@ class _Gen:
         return Step(conn, op, b"\0", self.tx(conn))
 
 
+def _scenario(gen: _Gen) -> list[Step]:
+    """Return a few steps that set up a case random steps rarely reach: transaction
+    conflicts through a missing node's ancestors, RM in a transaction of a subtree changed
+    outside it, two transactions on the same nodes, a node created and removed inside one."""
+    rng = gen.rng
+    n = gen.seq.nconn
+    a = rng.randrange(n)
+    b = rng.randrange(n) if n > 1 else a
+    base = rng.choice(("/a", "/b", "/a/b", "a", "/local/domain/0/a"))
+    gen.ntx += 1
+    t = f"t{gen.ntx}"
+    gen.txs[a].append(t)
+    start = Step(a, O.TRANSACTION_START, b"\0", save=t)
+    end = Step(a, O.TRANSACTION_END, rng.choice((b"T\0", b"T\0", b"F\0")), t)
+    gen.txs[a].remove(t)
+    gen.ended.append(t)
+    kind = rng.randrange(5)
+    other = rng.choice(("/z", "/a/z", base + "/c", "/b/a", base))
+    if kind == 0:  # read a missing node in the tx, change something outside, look again
+        steps = [start, Step(a, O.READ, _b(base, "/x/y\0"), t),
+                 Step(b, O.WRITE, _b(other, b"\0v")),
+                 Step(a, O.DIRECTORY, rng.choice((b"/\0", _b(base, "\0"))), t)]
+    elif kind == 1:  # RM in the tx of a subtree changed outside since the tx saw it
+        steps = [Step(b, O.WRITE, _b(base, "/c/d\0")), Step(b, O.WRITE, _b(base, "/e\0")),
+                 start, Step(a, rng.choice((O.DIRECTORY, O.READ)), _b(base, "\0"), t),
+                 Step(b, rng.choice((O.RM, O.WRITE)), _b(base, rng.choice(("/c\0", "/e\0",
+                                                                        "/f\0")))),
+                 Step(a, O.RM, _b(rng.choice((base, _parent_of(base))), "\0"), t),
+                 Step(a, O.DIRECTORY, _b(base, "\0"), t)]
+    elif kind == 2:  # two transactions on the same node
+        gen.ntx += 1
+        u = f"t{gen.ntx}"
+        steps = [start, Step(b, O.TRANSACTION_START, b"\0", save=u),
+                 Step(a, O.READ, _b(base, "\0"), t), Step(b, O.READ, _b(base, "\0"), u),
+                 Step(a, O.WRITE, _b(base, "\0A"), t), Step(b, O.WRITE, _b(base, "\0B"), u),
+                 Step(b, O.TRANSACTION_END, b"T\0", u)]
+        gen.ended.append(u)
+    elif kind == 3:  # created and removed inside the tx, with a watcher
+        steps = [Step(b, O.WATCH, _b(_parent_of(base), "\0w\0")), start,
+                 Step(a, O.READ, _b(base, "/n\0"), t), Step(a, O.WRITE, _b(base, "/n/m\0"), t),
+                 Step(a, rng.choice((O.RM, O.MKDIR)), _b(base, "/n\0"), t)]
+    else:  # permissions in and out of a tx
+        perm = rng.choice(_PERMS)
+        steps = [Step(b, O.MKDIR, _b(base, "\0")), start,
+                 Step(a, O.SET_PERMS, _b(base, "\0", perm, "\0r1\0"), t),
+                 Step(a, O.GET_PERMS, _b(base, "\0"), t), Step(b, O.GET_PERMS, _b(base, "\0"))]
+    return [*steps, end]
+
+
+def _parent_of(path: str) -> str:
+    cut = path.rfind("/")
+    return path[:cut] if cut > 0 else ("/" if path.startswith("/") else path)
+
+
 def generate(seed: int) -> Sequence:
     """Return the sequence for ``seed`` (the same seed always gives the same sequence)."""
     gen = _Gen(seed)
-    for _ in range(gen.rng.randrange(8, 45)):
-        gen.seq.steps.append(gen.step())
+    steps = gen.seq.steps
+    length = gen.rng.randrange(8, 45)
+    while len(steps) < length:
+        if gen.rng.random() < 0.08:
+            steps.extend(_scenario(gen))
+        else:
+            steps.append(gen.step())
     return gen.seq
 
 
@@ -364,8 +441,11 @@ def run(path: str, seq: Sequence) -> list[Entry]:
                 log.append((n, step.conn, frame))
                 if step.save and frame[0] == "TRANSACTION_START":
                     saved[step.save] = int(frame[3].rstrip(b"\0"))
+            # Every connection that may get events is drained before the next step (also this
+            # one: C queues a WATCH's initial event after its reply, and drops what is still
+            # queued when it closes a connection).
             for i, other in enumerate(conns):
-                if other is not c and other.watched:
+                if other.watched:
                     marker += 1
                     log.extend((n, i, f) for f in other.sync(marker))
         for i, c in enumerate(conns):  # events still queued at the end
@@ -383,8 +463,10 @@ def normalise(seq: Sequence, log: list[Entry]) -> list[Entry]:
     1. A READ, DIRECTORY, GET_PERMS, MKDIR or RM whose payload is not exactly one
        NUL-terminated string gets no errno of its own from C 4.17 (``onearg()`` fails and
        nothing sets ``errno``): the reply names whatever errno an earlier system call or
-       request left behind, which depends on the daemon's poll rounds. Such a step's ERROR
-       frame is compared as ``("ERROR", STALE)``.
+       request left behind, which depends on the daemon's poll rounds. The same happens to
+       SET_PERMS on an ``@`` name other than ``@introduceDomain``/``@releaseDomain`` (the
+       EINVAL that ``set_perms_special()`` returns is dropped for ``errno``). Such a step's
+       ERROR frame is compared as ``("ERROR", STALE)``.
     2. When that leftover errno is 0, C 4.17 sends no reply and aborts (``consider_message:
        Assertion 'conn->in == NULL' failed``): every connection reads EOF. A simulation need
        not crash. The record is cut at that step with a ``CRASH`` entry after its (normalised)
@@ -410,11 +492,17 @@ def compare(seq: Sequence, real: list[Entry], sim: list[Entry]) -> str | None:
     if real and real[-1][2] == CRASH and not (sim and sim[-1][2] == CRASH):
         n = real[-1][0]
         conn = seq.steps[n].conn
-        sim = [e for e in sim if e[0] < n] + [e for e in sim if e[0] == n and e[1] == conn][:1]
-        sim.append(real[-1])
+        kept = [e for e in sim if e[0] < n]
+        for e in sim:  # the step's own frames, up to its reply
+            if e[0] == n and e[1] == conn:
+                kept.append(e)
+                if e[2][0] != "WATCH_EVENT":
+                    break
+        sim = [*kept, real[-1]]
     if real == sim:
         return None
-    i = next((k for k, (a, b) in enumerate(zip(real, sim)) if a != b), min(len(real), len(sim)))
+    pairs = enumerate(zip(real, sim, strict=False))
+    i = next((k for k, (a, b) in pairs if a != b), min(len(real), len(sim)))
     lines = [f"seed {seq.seed} ({seq.nconn} connections): first difference at entry {i}"]
     for k in range(max(0, i - 6), min(i + 3, max(len(real), len(sim)))):
         r = real[k] if k < len(real) else None
