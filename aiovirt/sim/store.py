@@ -366,31 +366,42 @@ class XenStoreDB:
     def _get_node(self, session: Session, tx: Transaction | None, path: str,
                   need: int) -> Node:
         """C's ``get_node()``: the node at canonical ``path`` if the caller has ``need`` on
-        it, else StoreError: EINVAL for an invalid path (``@`` names included), else the
-        ancestors are read up to the nearest existing one (``errno_from_parents()``; in a
-        transaction each is recorded as read, so a later change to it is a conflict) and
-        if that one grants none of ``need`` the error is EACCES (existence must not leak),
-        else ENOENT or EACCES as the node itself says."""
-        if not valid_path(path):
+        it, else StoreError (see :meth:`_lookup`; a missing node is ENOENT)."""
+        node = self._lookup(session, tx, path, need)
+        if node is None:
+            raise StoreError("ENOENT", path)
+        return node
+
+    def _lookup(self, session: Session, tx: Transaction | None, path: str,
+                need: int) -> Node | None:
+        """C's ``get_node()``, with None for ENOENT. An invalid path (``@`` names included)
+        is EINVAL before anything is read. Otherwise, when the node is missing or denies
+        ``need``, C reads the ancestors up to the nearest existing one
+        (``errno_from_parents()``; a transaction records each as read, so a later change to
+        it is a conflict): if that one grants none of ``need`` the answer is EACCES
+        (existence must not leak), else ENOENT or EACCES as the node itself says."""
+        if path not in self._nodes and (tx is None or path not in tx.accessed) \
+                and not valid_path(path):
             raise StoreError("EINVAL", f"invalid path {path!r}")
         node = self._read(tx, path)
         if node is not None:
             if (self._perm(session, node.perms) & need) == need:
                 return node
-            err = "EACCES"
-        else:
-            err = "ENOENT"
+        elif tx is None and session.privileged:
+            return None  # the walk below would read nothing that matters: all is allowed
         current = path
         while True:  # ask_parents()
             current = _parent(current)
             ancestor = self._read(tx, current)
             if ancestor is not None:
                 if not self._perm(session, ancestor.perms) & need:
-                    err = "EACCES"
+                    raise StoreError("EACCES", path)
                 break
             if current == "/":
                 break
-        raise StoreError(err, path)
+        if node is not None:
+            raise StoreError("EACCES", path)
+        return None
 
     # ------------------------------------------------------------------ node access
 
@@ -567,11 +578,8 @@ class XenStoreDB:
                  value: bytes) -> None:
         """Set the value of ``path``, creating it and its missing ancestors."""
         path = self.canonical(session, path)
-        try:
-            node = self._get_node(session, tx, path, _WRITE)
-        except StoreError as exc:
-            if exc.name != "ENOENT":
-                raise
+        node = self._lookup(session, tx, path, _WRITE)
+        if node is None:
             self._create(session, tx, path, value)
             return
         node.value = value
@@ -580,11 +588,7 @@ class XenStoreDB:
     def op_mkdir(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Create ``path`` (and ancestors) with an empty value; an existing node is left alone."""
         path = self.canonical(session, path)
-        try:
-            self._get_node(session, tx, path, _WRITE)
-        except StoreError as exc:
-            if exc.name != "ENOENT":
-                raise
+        if self._lookup(session, tx, path, _WRITE) is None:
             self._create(session, tx, path, b"")
 
     def _create(self, session: Session, tx: Transaction | None, path: str,
@@ -618,14 +622,10 @@ class XenStoreDB:
     def op_rm(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Remove ``path`` and its whole subtree (OK if missing but its parent exists)."""
         path = self.canonical(session, path)
-        try:
-            self._get_node(session, tx, path, _WRITE)
-        except StoreError as exc:
-            if exc.name != "ENOENT":
-                raise
+        if self._lookup(session, tx, path, _WRITE) is None:
             if self._read(tx, _parent(path)) is not None:
                 return
-            raise
+            raise StoreError("ENOENT", path)
         if path == "/":
             raise StoreError("EINVAL", "cannot remove /")
         self._rm_node(session, tx, path)
