@@ -22,15 +22,20 @@ What is emulated from C 4.17 (facts in ``xenstore-wire.md``):
   set exactly on them; events are pushed to the session's sink synchronously, i.e. before the
   reply of the request that caused them;
 - transactions are not snapshots: a node is read live at its first touch and privately after
-  that; at commit every node first touched by a read must still have the generation it had
-  (missing nodes must still be missing), else EAGAIN and nothing is applied; on success the
-  targets fire in first-touch order; ids are per session, 1, 2, ...;
-- permissions: entry 1 is owner + default; privileged sessions bypass checks; a missing node
-  under an ancestor the caller cannot read is EACCES, not ENOENT; new nodes copy the parent's
-  list and a guest creator becomes the owner; a guest may not change the owner (EPERM).
+  that; a node found missing makes C read its ancestors up to the nearest existing one, and
+  the transaction records each (so it keeps its copy of that ancestor, and a change to it
+  outside is a conflict); at commit every node first touched by a read must still have the
+  generation it had (missing nodes must still be missing), else EAGAIN and nothing is applied;
+  on success the targets fire in first-touch order (a node first seen missing only if it
+  exists after the commit); an RM whose walk meets a child the transaction's copy lists but
+  that is gone answers EIO; ids are per session, 1, 2, ...;
+- permissions: entry 1 is owner + default; domids are C's unsigned ``strtol`` base 0 (``b-1``
+  is kept and printed back); privileged sessions bypass checks; a missing node under an
+  ancestor the caller cannot reach is EACCES, not ENOENT; new nodes copy the parent's list and
+  a guest creator becomes the owner; a guest may not change the owner (EPERM).
 
-Every domain id is taken to exist (as the real daemon under the test stub sees it), so perm
-entries are never marked ignored and quotas are not enforced.
+Where it still differs from C, and why (every domain taken to exist, no guest quotas, ...):
+``docs/simulator.md``, "How its xenstore daemon differs from the real one".
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ privileged. In-process code can do the same with ``db.connect(sink, domid=N)``.
 
 Fault knobs (:class:`XsFaults`, ``XenStored.faults``): delay every write to clients, drop a
 connection after it was answered K requests, never answer requests that match an op or path.
+
+The read-only socket, ``sim-as-domain`` and the other ways this daemon still differs from the
+real C one are written, with the reasons, in ``docs/simulator.md``.
 """
 
 from __future__ import annotations

@@ -178,22 +178,22 @@ async def test_cancelled_start_ends_the_transaction_the_daemon_opened(
 
 
 async def test_run_transaction_retries_an_rm_whose_subtree_changed_outside(
-        daemon: Daemon, base: str) -> None:
+        daemon: Daemon, xs: XenStoreClient, base: str) -> None:
     # The C daemon answers an RM inside a transaction EIO when a child the transaction saw
     # is gone by now: a conflict, which the next attempt (seeing the new tree) resolves.
     path = f"{base}/rmtree"
-    async with xenstore.connect(daemon.path, timeout=5.0) as xs, \
-            xenstore.connect(daemon.path, timeout=5.0) as other:
-        await xs.write(f"{path}/a/deep", "1")
-        await xs.write(f"{path}/b", "2")
+    await xs.write(f"{path}/a/deep", "1")  # answered: xs is accepted, the backlog is free
+    await xs.write(f"{path}/b", "2")
+    async with xenstore.connect(daemon.path, timeout=5.0) as other:
         attempts = 0
 
         async def remove(t: XenStoreTransaction) -> None:
             nonlocal attempts
             attempts += 1
-            assert await t.directory(path) == ["a", "b"] if attempts == 1 else True
+            names = await t.directory(path)
             if attempts == 1:
-                await other.rm(f"{path}/b")
+                assert names == ["a", "b"]
+                await other.rm(f"{path}/b")  # outside, after the transaction saw it
             await t.rm(path)
 
         await xs.run_transaction(remove)
