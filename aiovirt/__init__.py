@@ -2,7 +2,7 @@
 
 from aiovirt import xenstore
 from aiovirt._version import __version__, get_version
-from aiovirt.connection import Connection, Domain, open, open_read_only
+from aiovirt.connection import Connection, Domain, OpeningConnection, open, open_read_only
 from aiovirt.errors import (
     ErrorDomain,
     ErrorLevel,
@@ -29,6 +29,7 @@ __all__ = [
     "ErrorNumber",
     "EventKind",
     "NodeInfo",
+    "OpeningConnection",
     "StopReason",
     "VirtError",
     "__version__",

@@ -44,7 +44,8 @@ from aiovirt.routing.xend import XendRoutes
 from aiovirt.routing.xenstore import XenStoreRoutes
 from aiovirt.uri import ConnectionURI, parse_uri
 
-__all__ = ["Connection", "Domain", "DomainInfo", "NodeInfo", "open", "open_read_only"]
+__all__ = ["Connection", "Domain", "DomainInfo", "NodeInfo", "OpeningConnection", "open",
+           "open_read_only"]
 
 log = logging.getLogger(__name__)
 
@@ -681,8 +682,14 @@ class Domain(Identity):
         await conn._router.set_memory(self, conn._check_kib(self, kib, 1))
 
 
-class _Opening:
-    """The result of :func:`open`: ``await`` it, or use it as ``async with``."""
+class OpeningConnection:
+    """What :func:`open` and :func:`open_read_only` return: a connection being opened.
+
+    It is awaitable and an async context manager, both giving a :class:`Connection`:
+    ``conn = await aiovirt.open(uri)`` (close it yourself with ``await conn.close()``), or
+    ``async with aiovirt.open(uri) as conn:`` (closed when the block ends). Nothing is opened
+    until it is awaited or entered; each await or ``async with`` opens a new connection.
+    """
 
     def __init__(self, uri: str | None, read_only: bool) -> None:
         self._uri = uri
@@ -716,16 +723,16 @@ class _Opening:
             await self._conn.close()
 
 
-def open(uri: str | None = None, *, read_only: bool = False) -> _Opening:
+def open(uri: str | None = None, *, read_only: bool = False) -> OpeningConnection:
     """Open a connection to the node named by ``uri`` (``await`` it or ``async with`` it).
 
     ``uri``: ``xen:///`` (the local node; query parameters ``xend=``, ``xenstore=``,
     ``hypervisor=`` override or turn off each backend), ``xen://HOST/`` or ``sim:///``.
     Fails with NO_CONNECT naming the endpoints when neither xend nor xenstore answers.
     """
-    return _Opening(uri, read_only)
+    return OpeningConnection(uri, read_only)
 
 
-def open_read_only(uri: str | None = None) -> _Opening:
+def open_read_only(uri: str | None = None) -> OpeningConnection:
     """Open a read-only connection: no hypervisor, the read-only xenstore socket, no changes."""
-    return _Opening(uri, True)
+    return OpeningConnection(uri, True)

@@ -109,6 +109,10 @@ def test_api_reference_names_what_a_user_types(site: Path) -> None:
     for module_path in ("aiovirt.connection.open", "aiovirt.connection.Connection",
                         "aiovirt.domain.Domain", "aiovirt.errors.VirtError"):
         assert f'id="{module_path}"' not in api, f"{module_path}: a module path, not the name"
+    # no private type in a signature: open() says what it gives
+    assert "_Opening" not in api
+    opening = api[api.index('id="aiovirt.open"'):api.index('id="aiovirt.open_read_only"')]
+    assert "OpeningConnection" in opening
 
 
 def test_cli_page_shows_top_as_a_real_run_draws_it(site: Path) -> None:
@@ -125,3 +129,13 @@ def test_cli_page_shows_top_as_a_real_run_draws_it(site: Path) -> None:
 def test_theme_is_made_for_api_docs(site: Path) -> None:
     index = (site / "index.html").read_text()
     assert "furo" in index
+
+
+def test_architecture_page_draws_the_layers_and_a_call(site: Path) -> None:
+    page = (site / "architecture.html").read_text()
+    drawn = re.findall(r'<(?:img|object)[^>]+(?:src|data)="([^"]+\.svg)"[^>]*class="graphviz', page)
+    drawn += re.findall(r'class="graphviz[^"]*"[^>]*(?:src|data)="([^"]+\.svg)"', page)
+    assert len(set(drawn)) >= 2, "the architecture page lost its diagrams"
+    for src in set(drawn):
+        svg = (site / src).read_text()
+        assert "<svg" in svg and "<text" in svg
