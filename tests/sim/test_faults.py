@@ -58,11 +58,12 @@ async def test_stalled_reply_never_comes_until_released(node: SimNode) -> None:
     try:
         writer.write(build_request("POST", "/xend/domain/vm1", "op=destroy"))
         pending = asyncio.ensure_future(read_reply(reader))
-        done, _ = await asyncio.wait({pending}, timeout=0.2)
-        assert not done
+        await asyncio.wait_for(node.faults.xend.wait_stalled(1), 5)  # it arrived, is held
+        assert not pending.done()
         assert (await http(node, "GET", "/xend/domain/vm1")).status == 200  # others go on
         node.faults.xend.release_stalls()
         assert await asyncio.wait_for(pending, 5) is None  # dropped without a reply
+        assert node.faults.xend.stalled == 0
     finally:
         writer.close()
     assert node.find("vm1") is not None
@@ -73,7 +74,7 @@ async def test_stalled_request_does_not_block_close(short_dir: Path) -> None:
         sim.faults.xend.stall_ops.add("*")
         reader, writer = await asyncio.open_unix_connection(sim.xend_unix_path)
         writer.write(build_request("GET", "/xend/domain"))
-        await asyncio.sleep(0)
+        await asyncio.wait_for(sim.faults.xend.wait_stalled(1), 5)  # close while it is held
     async with asyncio.timeout(5):
         assert await reader.read() == b""
     writer.close()
