@@ -51,7 +51,7 @@ from aiovirt.sim.startup import (
     initial_guests,
     remove_socket,
 )
-from aiovirt.sim.store import XenStoreDB
+from aiovirt.sim.store import Session, XenStoreDB
 from aiovirt.sim.xend import XendServer
 from aiovirt.sim.xend_views import domain_sxpr, node_sxpr, vcpu_sxpr
 from aiovirt.sim.xenstored import XenStored
@@ -114,17 +114,17 @@ class SimNode:
         self.xend_port = 0
         self.rng = random.Random(seed)
         self.counters: Counter[str] = Counter()
-        self.db: Any = None
-        self._xenstored: Any = None
-        self._privcmd: Any = None
-        self._xend: Any = None
+        self.db = XenStoreDB()  # replaced by a fresh one at every start
+        self._xenstored: XenStored | None = None
+        self._privcmd: PrivcmdServer | None = None
+        self._xend: XendServer | None = None
         # A host sized for its guests, whose CPUs the running vCPUs share: CPU time never
         # grows faster than the host has CPUs.
         self._hv = Hypervisor(host_cpus(domains))
         self._by_name: dict[str, SimDomain] = {}
         self._next_domid = 1
         self._timers: set[asyncio.TimerHandle] = set()
-        self._guest_session: Any = None
+        self._guest_session: Session | None = None
         self._changed = asyncio.Event()
         self._started = False
 
@@ -180,10 +180,9 @@ class SimNode:
     def stats(self) -> Counter[str]:
         """Return a snapshot of the node's counters: ``xend.<op>``, ``privcmd.<OP>`` ..."""
         out = Counter(self.counters)
-        pstats = getattr(self._privcmd, "stats", None)
-        if pstats:
-            for op, n in pstats.items():
-                out[f"privcmd.{getattr(op, 'name', op)}"] += n
+        if self._privcmd is not None:
+            for op, n in self._privcmd.stats.items():
+                out[f"privcmd.{op.name}"] += n
         return out
 
     # -- lifecycle ---------------------------------------------------------------------------
