@@ -608,7 +608,12 @@ class Domain(Identity):
 
     @_public
     async def max_memory(self) -> int:
-        """Return the most memory the domain may have, in KiB."""
+        """Return the most memory the domain may have, in KiB.
+
+        The hypervisor's value when the connection has the hypervisor; otherwise what xend
+        (or ``/vm/<uuid>/maxmem``) says, which before xend 3.0.4 is the configured maximum: a
+        :meth:`set_max_memory` through xend 3.0.x changes Xen's limit but not that.
+        """
         self._conn._check_domain(self)
         return await self._conn._router.max_memory(self)
 
@@ -675,7 +680,12 @@ class Domain(Identity):
 
     @_public
     async def set_memory(self, kib: int) -> None:
-        """Set the domain's current memory (balloon target), in KiB."""
+        """Set the domain's current memory (balloon target), in KiB.
+
+        With the hypervisor, more than its maximum is refused (INVALID_ARG naming it) before
+        any change; without it, xend (and Xen behind it) decide: xend takes any positive
+        target and the guest balloons up to the hypervisor's limit.
+        """
         conn = self._conn
         conn._check_writable(f"set the memory of domain {self._name!r}")
         conn._check_domain(self)

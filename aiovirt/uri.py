@@ -7,8 +7,10 @@ backend off. ``xen://HOST[:PORT]/`` is a remote xend over TCP (port 8000 by defa
 xenstore and no hypervisor. ``sim:///?domains=N&seed=S`` asks for a simulated node started inside
 the process. The simulator prints a ``xen:///?...`` URI naming its sockets, which is just the
 ``xen`` form with every endpoint given. Two tuning parameters apply to both schemes:
-``xend_connections=N`` bounds xend's keep-alive pool (default 32; xend 3.0.0-3.0.3 served one
-connection at a time, so ``1`` suits them best) and ``timeout=S`` bounds each request (seconds).
+``xend_connections=N`` bounds the connections used at once against a xend that serves
+connections concurrently (default 32; xend 3.0.4 and later, which say so in their node record;
+3.0.0-3.0.3 serve one connection at a time and always get one) and ``timeout=S`` bounds each
+request (seconds).
 
 Parsing is pure: nothing here touches the file system except :func:`default_xend` (a stat of
 the standard unix socket) and the ``XENSTORED_PATH`` environment variable.

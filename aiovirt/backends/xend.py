@@ -1,38 +1,56 @@
-"""The xend backend: xend's HTTP/S-expression interface over a unix socket or TCP (aiohttp).
+"""The xend backend: xend's HTTP/S-expression interface over a unix socket or TCP.
 
-One :class:`XendClient` owns one ``aiohttp.ClientSession`` whose connector keeps a bounded pool
-of keep-alive connections, so concurrent calls run concurrently (up to the pool size) without
-paying a connect per request as libvirt 0.0.6 did.
+HTTP is spoken here directly on asyncio streams, because how connections are held decides
+whether a xend answers at all. xend 3.0.0-3.0.3 serve **one connection at a time** per listener
+(``xend-http.md`` §1.2): the accept loop serves a connection inline for as long as it is kept
+alive, and the next connection waits, unanswered, until that one closes. From 3.0.4 each
+connection gets its own thread. So:
+
+- until the server has shown it serves connections concurrently, a :class:`XendClient` uses
+  **one connection at a time**, and concurrent calls queue for it in order. What shows it is
+  ``GET /xend/node``'s ``xend_config_format``: 3 from xend 3.0.4 (the release that brought the
+  per-connection threads), 4 from 3.1; 3.0.3 says 2 and earlier versions nothing. Then up to
+  ``limit`` connections are used at once;
+- against a serial xend a connection is **never held idle**: a request asks for
+  ``Connection: keep-alive`` only when another call is already waiting for the connection, which
+  it then gets; the last request of a burst asks for ``Connection: close``, so xend is free for
+  its other clients (xm, another service) the moment the burst is done. Against a threaded xend
+  idle connections are kept for :attr:`XendClient.idle_timeout` seconds;
+- xend's thread ops (``save``, ``restore``, ``migrate``) hand their connection to a thread of
+  their own in every version, so they run on a connection of their own too, and a save that
+  takes minutes does not hold up the other calls.
+
+A request's ``timeout`` covers its exchange (connect, send, whole reply), not its wait in the
+queue; a kept-alive connection that turns out to be closed when reused is retried once for a
+GET.
 
 What makes xend answer in S-expressions: it renders SXP when the request's ``Accept`` contains
 ``application/sxp`` (or when User-Agent or Accept is missing); we send ``Accept:
-application/sxp`` and no User-Agent. xend keeps a connection open only when the request says
-``Connection: keep-alive`` (HTTP/1.1 persistence is not assumed), so we say it. POST bodies are
-``application/x-www-form-urlencoded``; replies are read whole, whatever their size.
+application/sxp`` and no User-Agent. POST bodies are ``application/x-www-form-urlencoded``;
+replies are read whole, whatever their size.
 
 Errors, every xend version from 3.0.0 to 4.4 (see ``xend-http.md`` §1.4, §2.5): a status >= 300
 is an error; so is a 200/201/202 whose body is ``(xend.err ...)`` (3.0.0-3.0.2, and thread ops
 such as save and restore in later versions); a 404 on a domain's URL means no such domain (the
 3.0.x and 3.4+ forms), as does a bodiless 500 on a domain's URL when the domain is not in the
-node's list (3.1-3.3). Transport failures (aiohttp and OS errors, timeouts) are translated into
-:class:`VirtError` in one place, :meth:`XendClient._exchange`, which names the endpoint.
+node's list (3.1-3.3). Transport failures (OS errors, timeouts, a connection closed before the
+reply) are translated into :class:`VirtError` in one place, :meth:`XendClient._translate`, which
+names the endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import math
 import re
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlencode
-
-import aiohttp
-from yarl import URL
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol import sexpr
@@ -44,8 +62,13 @@ log = logging.getLogger(__name__)
 
 # Operations that xend runs in a thread and that may legitimately take minutes.
 LONG_TIMEOUT = 600.0
+# The ops xend hands to a thread of their own (the connection goes with them).
+THREAD_OPS = frozenset({"save", "restore", "migrate"})
+# xend_config_format from which xend serves every connection in a thread of its own (3.0.4).
+THREADED_CONFIG_FORMAT = 3
 _NO_SUCH_DOMAIN = re.compile(r"no such domain|no domain named|^<Fault 3:", re.IGNORECASE)
 _NAME_IN_USE = re.compile(r"already in use|already exists", re.IGNORECASE)
+_READ_LIMIT = 1 << 20
 
 
 class XendReply(NamedTuple):
@@ -55,6 +78,32 @@ class XendReply(NamedTuple):
     reason: str
     content_type: str
     body: bytes
+
+
+class _Closed(Exception):
+    """The server closed the connection before (all of) its reply."""
+
+    def __init__(self, started: bool) -> None:
+        super().__init__("closed")
+        self.started = started  # some of the reply had arrived
+
+
+class _Link:
+    """One HTTP connection to xend."""
+
+    __slots__ = ("idle_handle", "reader", "used", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.used = 0  # exchanges completed on it
+        self.idle_handle: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.writer.close()
 
 
 def _xend_error_message(body: bytes) -> str | None:
@@ -77,29 +126,94 @@ def _body_text(body: bytes, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+async def _read_reply(reader: asyncio.StreamReader, method: str) -> tuple[XendReply, bool]:
+    """Read one reply; return it and whether the connection may carry another request."""
+    line = await reader.readline()
+    if not line:
+        raise _Closed(False)
+    if not line.endswith(b"\n"):
+        raise _Closed(True)
+    parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP status line: {_body_text(line, 80)!r}")
+    version, status, reason = parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
+    headers: dict[str, str] = {}
+    while True:
+        raw = await reader.readline()
+        if not raw.endswith(b"\n"):
+            raise _Closed(True)
+        if raw in (b"\r\n", b"\n"):
+            break
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    persistent = "close" not in headers.get("connection", "").lower() and (
+        version != "HTTP/1.0" or "keep-alive" in headers.get("connection", "").lower())
+    body = b""
+    try:
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            pass
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                size = int((await reader.readline()).split(b";")[0].strip() or b"x", 16)
+                if size == 0:
+                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        else:
+            body = await reader.read()
+            persistent = False
+    except asyncio.IncompleteReadError as exc:
+        raise _Closed(True) from exc
+    # xend closes after these whatever the request asked (3.0.x-4.x: 400, 413, and the 500 of
+    # an exception while resolving the path)
+    if status in (400, 413) or (status == 500 and reason == "Internal server error"):
+        persistent = False
+    return XendReply(status, reason, headers.get("content-type", ""), body), persistent
+
+
 class XendClient:
     """A client of one xend endpoint (``unix:PATH`` or ``http://host:port/``).
 
     ``async with XendClient(endpoint) as xend:``; or ``await XendClient.open(endpoint)`` which
-    also checks that xend answers. Each method is one xend operation and returns the parsed
-    S-expression (``None`` for an empty body). ``limit`` bounds the pooled connections,
-    ``timeout`` each request (seconds).
+    also checks that xend answers (and learns from its node record how many connections it
+    serves at once). Each method is one xend operation and returns the parsed S-expression
+    (``None`` for an empty body). ``limit`` bounds the connections used at once against a xend
+    that serves connections concurrently (3.0.4+; earlier ones get one); ``timeout`` each
+    request's exchange (seconds).
     """
+
+    idle_timeout = 15.0
 
     def __init__(self, endpoint: str, *, limit: int = 32, timeout: float = 30.0,
                  connect_timeout: float = 10.0) -> None:
         self.endpoint = endpoint
-        self.limit = limit
+        self.limit = max(1, limit)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.requests = 0
+        self.connections = 0  # opened so far
+        self.threaded = False  # the server showed it serves connections concurrently
+        self.config_format: int | None = None  # its xend_config_format, once seen
         if endpoint.startswith("unix:"):
             self._socket_path: str | None = endpoint[len("unix:"):]
-            self._base = "http://localhost"
+            self._host, self._port = "localhost", 0
+            self._host_header = "localhost"
         else:
             self._socket_path = None
-            self._base = endpoint.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+            parts = urlsplit(endpoint)
+            self._host = parts.hostname or "localhost"
+            self._port = parts.port or 80
+            self._host_header = parts.netloc or self._host
+        self._busy = 0  # slots taken (a slot: the right to one connection to xend)
+        self._waiters: collections.deque[asyncio.Future[_Link | None]] = collections.deque()
+        self._idle: list[_Link] = []
+        self._links: set[_Link] = set()  # every open connection
         self._closed = False
 
     def __repr__(self) -> str:
@@ -109,6 +223,16 @@ class XendClient:
     def where(self) -> str:
         """Return the endpoint as it appears in error messages."""
         return f"xend at {self.endpoint}"
+
+    @property
+    def capacity(self) -> int:
+        """Return how many connections this client uses at once (1 until xend shows more)."""
+        return self.limit if self.threaded else 1
+
+    @property
+    def open_connections(self) -> int:
+        """Return how many connections to xend are open now (in use or idle)."""
+        return len(self._links)
 
     @classmethod
     async def open(cls, endpoint: str, **kwargs: Any) -> XendClient:
@@ -132,98 +256,246 @@ class XendClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the pooled connections; later requests fail with ``INVALID_CONN``."""
+        """Close every connection; later requests fail with ``INVALID_CONN``."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        self._idle = []
+        for link in list(self._links):
+            self._drop(link)
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(self._closed_error())
+        await asyncio.sleep(0)  # let the transports report their closing
 
     @property
     def closed(self) -> bool:
         """Return True once :meth:`close` was called."""
         return self._closed
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _closed_error(self) -> VirtError:
+        return VirtError(ErrorNumber.INVALID_CONN, ErrorDomain.XEND,
+                         f"closed client of {self.where}")
+
+    # -- what the server can take ----------------------------------------------------------
+
+    def learn(self, node: SExpr | None) -> None:
+        """Take from xend's node record (``GET /xend/node``) how it serves connections."""
+        fmt = sexpr.lookup(node, "node/xend_config_format") if isinstance(node, list) else None
+        try:
+            self.config_format = int(fmt) if fmt is not None else None
+        except ValueError:
+            self.config_format = None
+        threaded = (self.config_format or 0) >= THREADED_CONFIG_FORMAT
+        if threaded != self.threaded:
+            log.debug("%s serves connections %s", self.where,
+                      "concurrently" if threaded else "one at a time")
+        self.threaded = threaded
+        while self._waiters and self._busy < self.capacity:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self._busy += 1
+                fut.set_result(self._take_idle())
+
+    # -- the queue of calls for the connections ---------------------------------------------
+
+    async def _slot(self) -> _Link | None:
+        """Wait for a slot; return the kept-alive connection that comes with it, if any."""
         if self._closed:
-            raise VirtError(ErrorNumber.INVALID_CONN, ErrorDomain.XEND,
-                            f"closed client of {self.where}")
-        if self._session is None:
-            connector: aiohttp.BaseConnector
-            if self._socket_path is not None:
-                connector = aiohttp.UnixConnector(
-                    path=self._socket_path, limit=self.limit, keepalive_timeout=30.0)
+            raise self._closed_error()
+        if self._busy < self.capacity and not self._waiters:
+            self._busy += 1
+            return self._take_idle()
+        fut: asyncio.Future[_Link | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._release(fut.result(), reusable=True)  # it came as we were cancelled
             else:
-                connector = aiohttp.TCPConnector(
-                    limit=self.limit, limit_per_host=self.limit, keepalive_timeout=30.0,
-                    family=socket.AF_UNSPEC, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout,
-                                              sock_connect=self.connect_timeout),
-                headers={
-                    "Accept": "application/sxp",
-                    "Accept-Encoding": "identity",
-                    "Connection": "keep-alive",
-                },
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=False,
-                raise_for_status=False,
-            )
-        return self._session
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+            raise
+
+    def _release(self, link: _Link | None, *, reusable: bool) -> None:
+        """Give the slot (and ``link``, if it may carry another request) to the next call."""
+        if link is not None and (not reusable or self._closed):
+            self._drop(link)
+            link = None
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(link)
+                return
+        self._busy -= 1
+        if link is None:
+            return
+        if self.threaded and self._busy < self.capacity:
+            self._park(link)
+        else:
+            self._drop(link)  # a serial xend must not be held by an idle connection
+
+    def _take_idle(self) -> _Link | None:
+        if not self._idle:
+            return None
+        link = self._idle.pop()
+        if link.idle_handle is not None:
+            link.idle_handle.cancel()
+            link.idle_handle = None
+        return link
+
+    def _park(self, link: _Link) -> None:
+        loop = asyncio.get_running_loop()
+        link.idle_handle = loop.call_later(self.idle_timeout, self._expire, link)
+        self._idle.append(link)
+
+    def _expire(self, link: _Link) -> None:
+        with contextlib.suppress(ValueError):
+            self._idle.remove(link)
+        link.idle_handle = None
+        self._drop(link)
+
+    def _drop(self, link: _Link) -> None:
+        self._links.discard(link)
+        link.close()
+
+    async def _connect(self) -> _Link:
+        if self._socket_path is not None:
+            reader, writer = await asyncio.open_unix_connection(self._socket_path,
+                                                                limit=_READ_LIMIT)
+        else:
+            reader, writer = await asyncio.open_connection(self._host, self._port,
+                                                           limit=_READ_LIMIT)
+        self.connections += 1
+        link = _Link(reader, writer)
+        self._links.add(link)
+        if self._closed:  # closed while connecting
+            self._drop(link)
+            raise self._closed_error()
+        return link
 
     # -- the one seam where transport failures become VirtError ---------------------------
 
     @contextmanager
-    def _translate(self, what: str, timeout: float) -> Iterator[None]:
+    def _translate(self, what: str, timeout: float, phase: list[str]) -> Iterator[None]:
         try:
             yield
         except VirtError:
             raise
         except asyncio.CancelledError:
             raise
-        except (aiohttp.ClientConnectorError, ConnectionRefusedError,
-                FileNotFoundError) as exc:
-            reason = getattr(exc, "os_error", None) or exc
-            raise VirtError(ErrorNumber.NO_CONNECT, ErrorDomain.XEND,
-                            f"Xen Daemon at {self.endpoint} ({reason})") from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except TimeoutError as exc:
+            hint = ""
+            if not self.threaded:
+                hint = (" (a xend before 3.0.4 serves one connection at a time: another "
+                        "client may be holding it)")
+            where = "connecting to" if phase[0] == "connect" else "on"
             raise VirtError(ErrorNumber.OPERATION_TIMEOUT, ErrorDomain.XEND,
-                            f"{what} on {self.where}: no answer within {timeout:g} s") from exc
-        except aiohttp.ServerDisconnectedError as exc:
+                            f"{what} {where} {self.where}: no answer within {timeout:g} s"
+                            f"{hint}") from exc
+        except _Closed as exc:
             raise VirtError(ErrorNumber.INTERNAL_ERROR, ErrorDomain.XEND,
                             f"{self.where} closed the connection during {what}") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
+            if phase[0] == "connect":
+                raise VirtError(ErrorNumber.NO_CONNECT, ErrorDomain.XEND,
+                                f"Xen Daemon at {self.endpoint} ({exc})") from exc
+            if isinstance(exc, ConnectionError):
+                raise VirtError(ErrorNumber.INTERNAL_ERROR, ErrorDomain.XEND,
+                                f"{self.where} closed the connection during {what} "
+                                f"({exc.strerror or exc})") from exc
             raise VirtError(ErrorNumber.INTERNAL_ERROR, ErrorDomain.XEND,
                             f"failed to talk to {self.where} during {what}: "
                             f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise VirtError(ErrorNumber.INTERNAL_ERROR, ErrorDomain.XEND,
+                            f"{self.where} answered {what} with something that is not HTTP: "
+                            f"{exc}") from exc
+
+    def _request_bytes(self, method: str, target: str, body: bytes | None,
+                       keep_alive: bool) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}",
+                 "Accept: application/sxp", "Accept-Encoding: identity",
+                 f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        if body is not None:
+            lines.append("Content-Type: application/x-www-form-urlencoded")
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head + (body or b"")
+
+    async def _over(self, link: _Link, request: bytes, method: str) -> tuple[XendReply, bool]:
+        link.writer.write(request)
+        await link.writer.drain()
+        reply, persistent = await _read_reply(link.reader, method)
+        link.used += 1
+        return reply, persistent
 
     async def _exchange(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                         form: Mapping[str, str] | None = None,
                         time_limit: float | None = None) -> XendReply:
         """Send one request and return xend's whole reply; transport errors become VirtError."""
-        url = self._base + path
-        if query:
-            url += "?" + urlencode(query)
+        target = path + ("?" + urlencode(query) if query else "")
         what = f"{method} {path}"
-        if form and "op" in form:
-            what = f"{method} {path} op={form['op']}"
+        op = form.get("op") if form else None
+        if op:
+            what = f"{method} {path} op={op}"
         limit = self.timeout if time_limit is None else time_limit
-        session = self._get_session()
-        data = None
-        headers = None
-        if method == "POST":
-            data = urlencode(form or {}).encode("ascii")
-            headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        self.requests += 1
-        with self._translate(what, limit):
-            async with session.request(
-                method, URL(url, encoded=True), data=data, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=limit, sock_connect=self.connect_timeout),
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                return XendReply(resp.status, resp.reason or "",
-                                 resp.headers.get("Content-Type", ""), body)
+        body = urlencode(form or {}).encode("ascii") if method == "POST" else None
+        if op in THREAD_OPS:
+            return await self._exchange_alone(method, target, body, what, limit)
+        link = await self._slot()
+        reusable = False
+        phase = ["send"]
+        try:
+            with self._translate(what, limit, phase):
+                async with asyncio.timeout(limit):
+                    self.requests += 1
+                    if link is not None:
+                        try:
+                            keep = self.threaded or bool(self._waiters)
+                            reply, persistent = await self._over(
+                                link, self._request_bytes(method, target, body, keep), method)
+                            reusable = keep and persistent
+                            return reply
+                        except (_Closed, ConnectionError) as exc:
+                            # a kept-alive connection that was closed meanwhile: a GET is
+                            # asked again on a new one
+                            self._drop(link)
+                            link = None
+                            started = isinstance(exc, _Closed) and exc.started
+                            if method != "GET" or started:
+                                raise
+                    phase[0] = "connect"
+                    link = await self._connect()
+                    phase[0] = "send"
+                    keep = self.threaded or bool(self._waiters)
+                    reply, persistent = await self._over(
+                        link, self._request_bytes(method, target, body, keep), method)
+                    reusable = keep and persistent
+                    return reply
+        finally:
+            self._release(link, reusable=reusable)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _exchange_alone(self, method: str, target: str, body: bytes | None, what: str,
+                              limit: float) -> XendReply:
+        """Run one of xend's thread ops on a connection of its own, outside the queue."""
+        if self._closed:
+            raise self._closed_error()
+        phase = ["connect"]
+        link: _Link | None = None
+        try:
+            with self._translate(what, limit, phase):
+                async with asyncio.timeout(limit):
+                    self.requests += 1
+                    link = await self._connect()
+                    phase[0] = "send"
+                    reply, _ = await self._over(
+                        link, self._request_bytes(method, target, body, False), method)
+                    return reply
+        finally:
+            if link is not None:
+                self._drop(link)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- status and body conventions ------------------------------------------------------
@@ -288,12 +560,17 @@ class XendClient:
     # -- operations ------------------------------------------------------------------------
 
     async def probe(self) -> None:
-        """Check that xend answers HTTP at all (any status will do)."""
-        await self._exchange("GET", "/xend/node/", time_limit=min(self.timeout, 10.0))
+        """Check that xend answers HTTP at all (any status will do); learn how it serves."""
+        reply = await self._exchange("GET", "/xend/node/", time_limit=min(self.timeout, 10.0))
+        if reply.status == 200:
+            with contextlib.suppress(VirtError, IndexError):
+                self.learn(sexpr.parse_all(reply.body.strip())[0])
 
     async def node(self) -> SExpr:
         """Return ``GET /xend/node/``: ``(node (system ...) (nr_cpus ...) ...)``."""
-        return self._required(await self._call("GET", "/xend/node/"), "GET /xend/node/")
+        value = self._required(await self._call("GET", "/xend/node/"), "GET /xend/node/")
+        self.learn(value)
+        return value
 
     async def list_domain_names(self) -> list[str]:
         """Return the names of the node's domains (``GET /xend/domain``)."""

@@ -219,12 +219,18 @@ class Router(Generic[D]):
         await self._route("set_max_memory", ident, kib)
 
     async def set_memory(self, ident: Identity, kib: int) -> None:
-        """Set ``ident``'s balloon target to ``kib`` KiB, at most its maximum."""
-        maximum = await self.max_memory(ident)
-        if kib > maximum:
-            raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"{kib} KiB is more than domain {ident.name!r}'s maximum of "
-                            f"{maximum} KiB")
+        """Set ``ident``'s balloon target to ``kib`` KiB, at most the hypervisor's maximum.
+
+        Only the hypervisor knows the maximum for sure: xend 3.0.x's sxpr and ``/vm`` keep the
+        configured one after a ``maxmem_set``. Without the hypervisor, xend (and Xen behind it)
+        decide: xend takes any positive target, the guest balloons up to Xen's limit.
+        """
+        if self.hypervisor is not None:
+            maximum = await self.hypervisor.max_memory(ident)
+            if kib > maximum:
+                raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
+                                f"{kib} KiB is more than domain {ident.name!r}'s maximum of "
+                                f"{maximum} KiB")
         await self._route("set_memory", ident, kib)
 
     # -- many domains at once ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from aiovirt.protocol.xs_wire import XsOp
 from aiovirt.sim.faults import Faults, XendOp, XsFaults, xend_op, xs_op
 from aiovirt.sim.node import SimNode
 from aiovirt.sim.startup import SimDirInUse
-from aiovirt.sim.xend import ERROR_STYLES
+from aiovirt.sim.xend import ERROR_STYLES, SERVINGS
 
 log = logging.getLogger("aiovirt.sim")
 
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a guest takes to shut down after a request (default 0.2)")
     p.add_argument("--error-style", choices=ERROR_STYLES, default="3.0.3",
                    help="xend version whose error conventions to follow (default 3.0.3)")
+    p.add_argument("--xend-serving", choices=SERVINGS, default=None,
+                   help="serial: one connection at a time per listener (xend 3.0.0-3.0.3); "
+                        "threaded: each on its own (3.0.4+); default: the error style's")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     p.add_argument("--xen-tools", action="store_true",
                    help="build the Xen ABI library if needed and add \"xen_tools_env\" to the "
@@ -113,7 +116,7 @@ async def serve(args: argparse.Namespace) -> int:
             return 1
     node = SimNode(args.dir, domains=args.domains, seed=args.seed, xend_port=args.xend_port,
                    shutdown_delay=args.shutdown_delay, error_style=args.error_style,
-                   faults=faults_from(args))
+                   faults=faults_from(args), xend_serving=args.xend_serving)
     try:
         await node.start()
     except SimDirInUse as exc:

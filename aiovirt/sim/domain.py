@@ -61,8 +61,8 @@ class SimDomain:
     name: str
     uuid: uuidlib.UUID
     vcpus: int
-    memory_kib: int  # balloon target; the domain holds min(target, max)
-    maxmem_kib: int
+    memory_kib: int  # balloon target; the domain holds min(target, the hypervisor's max)
+    maxmem_kib: int  # the configured maximum: xend's sxpr and /vm say this one
     vcpu_avail: int = 0
     cpu_weight: float = 1.0
     on_poweroff: str = "destroy"
@@ -78,6 +78,7 @@ class SimDomain:
     console_mfn: int | None = None
     restart_count: int = 0
     # hypervisor state
+    hv_max_kib: int = 0  # the hypervisor's limit (max_pages); 0: the configured maximum
     paused: bool = False
     shutdown_code: int | None = None
     dying: bool = False
@@ -91,6 +92,8 @@ class SimDomain:
     def __post_init__(self) -> None:
         if not self.vcpu_avail:
             self.vcpu_avail = (1 << self.vcpus) - 1
+        if not self.hv_max_kib:
+            self.hv_max_kib = self.maxmem_kib
 
     @property
     def online_vcpus(self) -> int:
@@ -105,7 +108,7 @@ class SimDomain:
     @property
     def current_kib(self) -> int:
         """Return the memory the domain holds now (its balloon follows the target)."""
-        return min(self.memory_kib, self.maxmem_kib)
+        return min(self.memory_kib, self.hv_max_kib)
 
     def cpu_time_ns(self, now: float) -> int:
         """Return the CPU time used up to monotonic time ``now``."""
@@ -134,7 +137,7 @@ class SimDomain:
     def record(self, now: float) -> DomainInfoRecord:
         """Return the hypervisor's info record (GETDOMAININFOLIST) for the domain."""
         return DomainInfoRecord(
-            self.domid, self.flags, self.current_kib // PAGE_KIB, self.maxmem_kib // PAGE_KIB,
+            self.domid, self.flags, self.current_kib // PAGE_KIB, self.hv_max_kib // PAGE_KIB,
             (self.store_mfn or 0x1000 + self.domid) - 2, self.cpu_time_ns(now),
             self.online_vcpus, self.vcpus - 1, 0, self.uuid.bytes,
         )

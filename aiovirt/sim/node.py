@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import random
@@ -82,7 +83,9 @@ class SimNode:
     how long the shut-down domain stays visible before xend applies ``on_poweroff`` etc.;
     ``dying_delay`` how long a destroyed domain lingers as ``Zombie-<name>`` (0: it vanishes).
     ``error_style`` picks xend's error conventions (``"3.0.3"``, ``"3.0.2"``, ``"3.0.4"``,
-    ``"3.4"``, see :mod:`aiovirt.sim.xend`).
+    ``"3.4"``, see :mod:`aiovirt.sim.xend`); ``xend_serving`` how xend serves its connections
+    (``"serial"``: one at a time per listener, as 3.0.0-3.0.3; ``"threaded"``: each on its own,
+    as 3.0.4+); None, the default, takes the one of ``error_style``'s version.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class SimNode:
         error_style: str = "3.0.3",
         faults: Faults | None = None,
         xend_host: str = "127.0.0.1",
+        xend_serving: str | None = None,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.initial_domains = domains
@@ -110,6 +114,7 @@ class SimNode:
         self.error_style = error_style
         self.faults = faults if faults is not None else Faults()
         self.xend_host = xend_host
+        self.xend_serving = xend_serving
         self._xend_port_wanted = xend_port
         self.xend_port = 0
         self.rng = random.Random(seed)
@@ -209,7 +214,8 @@ class SimNode:
             self._privcmd = PrivcmdServer(self, self.privcmd_path)
             await self._privcmd.start()
             self._xend = XendServer(self, self.xend_unix_path, host=self.xend_host,
-                                    port=self._xend_port_wanted, error_style=self.error_style)
+                                    port=self._xend_port_wanted, error_style=self.error_style,
+                                    serving=self.xend_serving)
             await self._xend.start()
             self.xend_port = self._xend.port
         except BaseException:
@@ -401,7 +407,7 @@ class SimNode:
         new = dataclasses.replace(
             dom, domid=self._alloc_domid(), paused=False, shutdown_code=None, dying=False,
             cpu_ns_base=0, run_since=time.monotonic(), start_time=round(time.time(), 2),
-            restart_count=dom.restart_count + 1, timers=set(),
+            restart_count=dom.restart_count + 1, timers=set(), hv_max_kib=dom.maxmem_kib,
             vbds=[dataclasses.replace(v) for v in dom.vbds],
             vifs=[dataclasses.replace(v) for v in dom.vifs])
         self._add(new)
@@ -511,7 +517,7 @@ class SimNode:
         dom = self.get(ref)
         if kib <= 0:
             raise SimError("Invalid memory size")
-        grow = min(kib, dom.maxmem_kib) - dom.current_kib
+        grow = min(kib, dom.hv_max_kib) - dom.current_kib
         if grow > 0 and grow > self.free_kib():
             raise SimError(f"I need {grow} KiB, but only {self.free_kib()} KiB are free")
         dom.memory_kib = kib
@@ -520,13 +526,22 @@ class SimNode:
         self._notify()
 
     def set_max_memory(self, ref: int | str, kib: int) -> None:
-        """Set a domain's hypervisor memory limit; the sxpr's and ``/vm``'s maxmem follow."""
+        """Set a domain's hypervisor memory limit (``XEN_DOMCTL_max_mem``); EINVAL for 0.
+
+        Only the hypervisor's value changes: xend's configured maxmem (its sxpr,
+        ``/vm/<uuid>/maxmem``) stays. A limit below what the domain holds is taken, as Xen 4.1+
+        takes it, and the domain gives the excess back at once (see docs/simulator.md).
+        """
         dom = self.get(ref)
         if kib <= 0:
-            raise SimError("Invalid memory size")
+            raise OSError(errno.EINVAL, f"a limit of {kib} KiB")
+        dom.hv_max_kib = kib
+        self._notify()
+
+    def set_configured_max_memory(self, ref: int | str, kib: int) -> None:
+        """Set the maximum xend keeps in a domain's configuration (xend 3.0.4+'s maxmem_set)."""
+        dom = self.get(ref)
         dom.maxmem_kib = kib
-        if self.db.exists(f"{dom.vm_path}/maxmem"):
-            self._w(f"{dom.vm_path}/maxmem", mib(kib))
         self._notify()
 
     def set_vcpus(self, ref: int | str, count: int) -> None:

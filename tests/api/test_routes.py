@@ -194,11 +194,14 @@ async def test_reboot_brings_the_guest_back(conn: aiovirt.Connection, node: SimN
 async def test_memory_settings(conn: aiovirt.Connection, node: SimNode, route: str) -> None:
     sim = guests(node)[0]
     dom = await conn.lookup_by_id(sim.domid)
+    configured = sim.maxmem_kib
     new_max = sim.maxmem_kib + 64 * 1024
     if route in CAN_PAUSE:
         await dom.set_max_memory(new_max)
-        assert sim.maxmem_kib == new_max
-        assert await dom.max_memory() == new_max
+        assert sim.hv_max_kib == new_max
+        # xend 3.0.3 keeps the configured maximum in its sxpr: only the hypervisor knows
+        expected = new_max if "hypervisor" in conn.backends else configured
+        assert await dom.max_memory() == expected
     else:
         with pytest.raises(VirtError) as info:
             await dom.set_max_memory(new_max)
@@ -210,8 +213,10 @@ async def test_memory_settings(conn: aiovirt.Connection, node: SimNode, route: s
         assert (await dom.info()).memory == target
     else:  # written as the balloon target, which the guest follows in its own time
         assert node.db.read(f"/local/domain/{sim.domid}/memory/target") == str(target).encode()
-    too_much = await dom.max_memory() + 1024
-    for call in (dom.set_memory(too_much), dom.set_memory(0), dom.set_max_memory(100)):
+    calls = [dom.set_memory(0), dom.set_max_memory(100)]
+    if "hypervisor" in conn.backends:  # elsewhere xend and Xen decide (see below)
+        calls.append(dom.set_memory(await dom.max_memory() + 1024))
+    for call in calls:
         with pytest.raises(VirtError) as info:
             await call
         assert info.value.code == ErrorNumber.INVALID_ARG

@@ -61,17 +61,24 @@ async def test_xend_answers_in_sexpr_with_keep_alive_and_form_bodies(sock: str) 
         assert names == ["Domain-0", "vm1"]
         details = await xend.list_domains_detail()
         assert [sexpr.lookup(d, "domain/name") for d in details] == ["Domain-0", "vm1"]
+        # the fake shows no xend_config_format: a serial xend, one connection at a time
+        assert not xend.threaded and xend.capacity == 1
+        before = len(fake.requests)
         await asyncio.gather(*(xend.domain("vm1") for _ in range(40)))
         await xend.unpause("vm1")
-        # No User-Agent (xend would render HTML), SXP asked for, keep-alive asked for.
+        # No User-Agent (xend would render HTML), SXP asked for.
         for request in fake.requests:
             assert "User-Agent" not in request.headers
             assert "application/sxp" in request.headers["Accept"]
-            assert request.headers["Connection"].lower() == "keep-alive"
+        # keep-alive while others wait for the connection, close at the end of the burst
+        burst = [r.headers["Connection"].lower() for r in fake.requests[before:before + 40]]
+        assert burst == ["keep-alive"] * 39 + ["close"]
+        assert fake.requests[-1].headers["Connection"].lower() == "close"
         post = fake.requests[-1]
         assert post.headers["Content-Type"] == "application/x-www-form-urlencoded"
-        # 43 requests over a pool of at most 4 connections.
+        # the burst of 40 went over one connection, and nothing is held once it is done
         assert len(fake.transports) <= 4
+        assert xend.open_connections == 0
 
 
 async def test_bodies_of_any_size_are_read_whole(sock: str) -> None:

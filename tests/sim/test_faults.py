@@ -26,7 +26,8 @@ async def test_fail_op_answers_500_for_that_op_only(node: SimNode) -> None:
     assert (await http(node, "GET", "/xend/domain")).status == 200
 
 
-async def test_delay_holds_the_reply_back(node: SimNode) -> None:
+async def test_delay_holds_the_reply_back(threaded_node: SimNode) -> None:
+    node = threaded_node  # a serial xend would hold every other client back too
     node.faults.xend.op_delays["domain"] = 30.0
     slow = asyncio.ensure_future(http(node, "GET", "/xend/domain/vm1"))
     fast = await http(node, "GET", "/xend/domain")  # other ops are not delayed
@@ -42,17 +43,19 @@ async def test_drop_after_k_requests_closes_the_connection(node: SimNode) -> Non
     node.faults.xend.drop_after = 2
     reader, writer = await asyncio.open_unix_connection(node.xend_unix_path)
     try:
+        keep = {"Connection": "keep-alive"}
         for _ in range(2):
-            writer.write(build_request("GET", "/xend/domain"))
+            writer.write(build_request("GET", "/xend/domain", headers=keep))
             assert await asyncio.wait_for(read_reply(reader), 5) is not None
-        writer.write(build_request("GET", "/xend/domain"))
+        writer.write(build_request("GET", "/xend/domain", headers=keep))
         assert await asyncio.wait_for(read_reply(reader), 5) is None
     finally:
         writer.close()
     assert node.stats["xend.dropped"] == 1
 
 
-async def test_stalled_reply_never_comes_until_released(node: SimNode) -> None:
+async def test_stalled_reply_never_comes_until_released(threaded_node: SimNode) -> None:
+    node = threaded_node
     node.faults.xend.stall_ops.add("destroy")
     reader, writer = await asyncio.open_unix_connection(node.xend_unix_path)
     try:

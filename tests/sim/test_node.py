@@ -68,13 +68,18 @@ async def view(node: SimNode, domid: int) -> dict[str, object]:
     }
 
 
-def assert_consistent(v: dict[str, object]) -> None:
-    """Assert that the three interfaces agree on one domain."""
+def assert_consistent(v: dict[str, object], *, max_set: bool = False) -> None:
+    """Assert that the three interfaces agree on one domain.
+
+    ``max_set``: the hypervisor's maximum was changed since xend built the domain, which xend's
+    configured maxmem does not follow.
+    """
     assert v["xend_state"] == v["hv_state"]
     assert v["xend_name"] == v["xs_name"]
     assert v["xend_uuid"] == v["hv_uuid"] == v["xs_uuid"]
     assert v["xend_mem_kib"] == v["xs_target_kib"] == v["hv_kib"]
-    assert v["xend_max_kib"] == v["hv_max_kib"]
+    if not max_set:
+        assert v["xend_max_kib"] == v["hv_max_kib"]
     assert v["xend_vcpus"] == v["hv_vcpus"]
 
 
@@ -318,11 +323,18 @@ async def test_restore_refuses_files_that_are_not_save_files(
 
 async def test_memory_target_and_max_agree_everywhere(node: SimNode) -> None:
     dom = node.get("vm3")
+    configured = dom.maxmem_kib
     node.set_max_memory("vm3", 1024 * 1024)
     node.set_memory_target("vm3", 512 * 1024)
     v = await view(node, dom.domid)
-    assert_consistent(v)
+    assert_consistent(v, max_set=True)
     assert v["hv_kib"] == 512 * 1024 and v["hv_max_kib"] == 1024 * 1024
+    # the hypervisor's limit is not xend's configuration: sxpr and /vm keep the configured one
+    assert v["xend_max_kib"] == configured
+    assert node.db.read(f"{dom.vm_path}/maxmem") == str(configured // 1024).encode()
+    with pytest.raises(OSError) as caught:
+        node.set_max_memory("vm3", 0)
+    assert caught.value.errno == errno.EINVAL
     assert node.db.read(f"{dom.vm_path}/memory") == b"512"
     with pytest.raises(SimError, match="Invalid memory size"):
         node.set_memory_target("vm3", 0)
@@ -335,8 +347,11 @@ async def test_hypercalls_change_the_same_domains(node: SimNode) -> None:
     assert await privcmd_call(path, PrivcmdOp.UNPAUSEDOMAIN, 1) == 0
     assert await privcmd_call(path, PrivcmdOp.PAUSEDOMAIN, 0) == -errno.EPERM
     assert await privcmd_call(path, PrivcmdOp.PAUSEDOMAIN, 42) == -errno.ESRCH
+    before = (await view(node, 2))["xend_max_kib"]
     assert await privcmd_call(path, PrivcmdOp.SETDOMAINMAXMEM, 2, 2 * 1024 * 1024) == 0
-    assert (await view(node, 2))["xend_max_kib"] == 2 * 1024 * 1024
+    v = await view(node, 2)
+    assert (v["hv_max_kib"], v["xend_max_kib"]) == (2 * 1024 * 1024, before)
+    assert await privcmd_call(path, PrivcmdOp.SETDOMAINMAXMEM, 2, 0) == -errno.EINVAL
     assert await privcmd_call(path, PrivcmdOp.DESTROYDOMAIN, 3) == 0
     assert node.find(3) is None and not node.db.exists("/local/domain/3")
     assert (await http(node, "GET", "/xend/domain/3")).status == 404

@@ -171,7 +171,10 @@ async def test_shutdown_is_202_with_location(node: SimNode) -> None:
     reply = await http(node, "POST", "/xend/domain/vm1", "op=shutdown&reason=halt")
     assert reply.status_line == "HTTP/1.1 202 Accepted"
     assert reply.header("Content-length") == "0"
-    assert reply.header("Location") == "http://localhost:8000/xend/domain/vm1/.."
+    # xend's unix listener believed it was on port 8080 (HttpServer's default)
+    assert reply.header("Location") == "http://localhost:8080/xend/domain/vm1/.."
+    reply = await http(node, "POST", "/xend/domain/vm2", "op=shutdown&reason=halt", tcp=True)
+    assert reply.header("Location") == f"http://localhost:{node.xend_port}/xend/domain/vm2/.."
     await node.wait_for(lambda: node.find("vm1") is None, 2)
 
 
@@ -179,7 +182,7 @@ async def test_create_answers_201_created_with_unmerged_sxpr(node: SimNode) -> N
     config = CONFIG.replace(" ", "%20")  # as libvirt encodes it
     reply = await http(node, "POST", "/xend/domain/", f"op=create&config={config}")
     assert reply.status_line == "HTTP/1.1 201 created"
-    assert reply.header("Location") == "http://localhost:8000/xend/domain/new1"
+    assert reply.header("Location") == "http://localhost:8080/xend/domain/new1"
     sx = parse(reply.body)
     assert lookup(sx, "domain/state") == "??????"
     assert b"(state '??????')" in reply.body
@@ -200,7 +203,7 @@ async def test_save_and_restore_are_thread_ops(node: SimNode, short_dir: Path) -
     reply = await http(node, "POST", "/xend/domain", f"op=restore&file={target}")
     assert reply.status_line == "HTTP/1.1 201 Created"
     assert reply.body == b""
-    assert reply.header("Location") == "http://localhost:8000/xend/domain/vm2"
+    assert reply.header("Location") == "http://localhost:8080/xend/domain/vm2"
     assert node.get("vm2").domid == 4
     bad = await http(node, "POST", "/xend/domain/vm3", "op=save&file=/nonexistent/dir/x")
     assert bad.status == 202 and bad.text.startswith("(xend.err ")
@@ -210,13 +213,42 @@ async def test_save_and_restore_are_thread_ops(node: SimNode, short_dir: Path) -
 
 
 async def test_memory_ops(node: SimNode) -> None:
+    configured = lookup(parse((await http(node, "GET", "/xend/domain/vm1")).body),
+                        "domain/maxmem")
     reply = await http(node, "POST", "/xend/domain/vm1", "op=maxmem_set&memory=2048")
     assert (reply.status, reply.body) == (200, b"0")
     reply = await http(node, "POST", "/xend/domain/vm1", "op=mem_target_set&target=1024")
     assert (reply.status, reply.body) == (200, b"")
     sx = parse((await http(node, "GET", "/xend/domain/vm1")).body)
-    assert (lookup(sx, "domain/memory"), lookup(sx, "domain/maxmem")) == ("1024", "2048")
+    # 3.0.3's maxmem_set only calls the hypervisor: the sxpr keeps the configured maxmem
+    assert (lookup(sx, "domain/memory"), lookup(sx, "domain/maxmem")) == ("1024", configured)
+    assert node.get("vm1").hv_max_kib == 2048 * 1024
     assert node.db.read("/local/domain/1/memory/target") == b"1048576"
+
+
+@pytest.mark.parametrize(("style", "reflected"), [
+    ("3.0.2", False), ("3.0.3", False), ("3.0.4", True), ("3.4", True)])
+async def test_maxmem_set_reaches_the_sxpr_from_3_0_4(short_dir: Path, style: str,
+                                                      reflected: bool) -> None:
+    async with SimNode(short_dir, domains=1, seed=7, error_style=style) as sim:
+        before = lookup(parse((await http(sim, "GET", "/xend/domain/vm1")).body),
+                        "domain/maxmem")
+        reply = await http(sim, "POST", "/xend/domain/vm1", "op=maxmem_set&memory=4000")
+        assert (reply.status, reply.body) == (200, b"0")
+        after = lookup(parse((await http(sim, "GET", "/xend/domain/vm1")).body),
+                       "domain/maxmem")
+        assert after == ("4000" if reflected else before)
+        assert sim.get("vm1").hv_max_kib == 4000 * 1024
+
+
+async def test_maxmem_set_errors_are_the_hypervisor_s_and_xc_s(node: SimNode) -> None:
+    # the hypervisor's EINVAL, as xc.error's text
+    reply = await http(node, "POST", "/xend/domain/vm1", "op=maxmem_set&memory=0")
+    assert reply.status_line == "HTTP/1.1 500 Request failed: maxmem_set"
+    assert reply.text == "(xend.err \"(22, 'Invalid argument')\")"
+    # more KiB than a C int: the xc binding's OverflowError
+    reply = await http(node, "POST", "/xend/domain/vm1", "op=maxmem_set&memory=2097152")
+    assert reply.text == "(xend.err 'signed integer is greater than maximum')"
 
 
 async def test_vcpuinfo_by_get_and_other_queries(node: SimNode) -> None:
@@ -283,3 +315,155 @@ async def test_big_detail_list_is_whole(short_dir: Path) -> None:
         reply = await http(sim, "GET", "/xend/domain?detail=1", tcp=True)
         assert int(reply.header("Content-length") or 0) == len(reply.body) > 100_000
         assert len(parse(reply.body)) == 301
+
+
+KEEP = {"Connection": "keep-alive"}
+
+
+async def _open(node: SimNode, tcp: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if tcp:
+        return await asyncio.open_connection("127.0.0.1", node.xend_port)
+    return await asyncio.open_unix_connection(node.xend_unix_path)
+
+
+async def _answered_within(node: SimNode, tcp: bool, seconds: float) -> bool:
+    """Return True if a new connection's request is answered within ``seconds``."""
+    reader, writer = await _open(node, tcp)
+    try:
+        writer.write(build_request("GET", "/xend/domain"))
+        try:
+            async with asyncio.timeout(seconds):
+                reply = await read_reply(reader)
+        except TimeoutError:
+            return False
+        assert reply is not None and reply.status == 200
+        return True
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+async def test_serial_xend_serves_no_one_else_while_a_connection_is_kept_alive(
+        node: SimNode, tcp: bool) -> None:
+    assert node.xend_serving is None  # the default: 3.0.3's own, one connection at a time
+    reader, writer = await _open(node, tcp)
+    try:
+        writer.write(build_request("GET", "/xend/domain", headers=KEEP))
+        first = await asyncio.wait_for(read_reply(reader), 5)
+        assert first is not None and first.header("Connection") == "keep-alive"
+        # A is idle but open: B's connect lands in the backlog and gets no answer
+        other = asyncio.ensure_future(_answered_within(node, tcp, 10))
+        done, _ = await asyncio.wait({other}, timeout=0.3)
+        assert not done
+        writer.close()  # A lets go: B is served at once
+        assert await asyncio.wait_for(other, 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+async def test_threaded_xend_serves_others_beside_a_kept_alive_connection(
+        threaded_node: SimNode, tcp: bool) -> None:
+    reader, writer = await _open(threaded_node, tcp)
+    try:
+        writer.write(build_request("GET", "/xend/domain", headers=KEEP))
+        assert await asyncio.wait_for(read_reply(reader), 5) is not None
+        assert await _answered_within(threaded_node, tcp, 5)
+    finally:
+        writer.close()
+
+
+async def test_connection_is_closed_after_the_reply_unless_keep_alive_was_asked(
+        node: SimNode) -> None:
+    for headers in ({}, {"Connection": "close"}, {"Connection": "Keep-Alive, TE"}):
+        reader, writer = await asyncio.open_unix_connection(node.xend_unix_path)
+        try:
+            # an HTTP/1.1 request is persistent by default; xend did not honour that
+            writer.write(build_request("GET", "/xend/domain", headers=headers))
+            reply = await asyncio.wait_for(read_reply(reader), 5)
+            assert reply is not None and reply.header("Connection") is None
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            writer.close()
+
+
+async def test_a_thread_op_frees_the_serial_accept_loop(node: SimNode, short_dir: Path) -> None:
+    # save runs in a thread of its own, which then serves that connection: kept alive and
+    # idle after it, the connection no longer holds the others back
+    reader, writer = await asyncio.open_unix_connection(node.xend_unix_path)
+    try:
+        target = short_dir / "vm3.save"
+        writer.write(build_request("POST", "/xend/domain/vm3", f"op=save&file={target}",
+                                   headers=KEEP))
+        reply = await asyncio.wait_for(read_reply(reader), 5)
+        assert reply is not None and reply.status == 202
+        assert await _answered_within(node, False, 5)
+        writer.write(build_request("GET", "/xend/domain", headers=KEEP))  # still served
+        again = await asyncio.wait_for(read_reply(reader), 5)
+        assert again is not None and again.body == b"(Domain-0 vm1 vm2)"
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("style", "serving", "config_format"), [
+    ("3.0.2", "serial", None), ("3.0.3", "serial", "2"), ("3.0.4", "threaded", "3"),
+    ("3.4", "threaded", "4")])
+async def test_each_version_serves_and_describes_itself_as_it_did(
+        short_dir: Path, style: str, serving: str, config_format: str | None) -> None:
+    async with SimNode(short_dir, domains=1, error_style=style) as sim:
+        info = parse((await http(sim, "GET", "/xend/node")).body)
+        assert lookup(info, "node/xend_config_format") == config_format
+        reader, writer = await asyncio.open_unix_connection(sim.xend_unix_path)
+        try:
+            writer.write(build_request("GET", "/xend/domain", headers=KEEP))
+            assert await asyncio.wait_for(read_reply(reader), 5) is not None
+            assert await _answered_within(sim, False, 0.5) == (serving == "threaded")
+        finally:
+            writer.close()
+
+
+async def test_serving_can_be_chosen_apart_from_the_version(short_dir: Path) -> None:
+    async with SimNode(short_dir, domains=1, error_style="3.0.3",
+                       xend_serving="threaded") as sim:
+        reader, writer = await asyncio.open_unix_connection(sim.xend_unix_path)
+        try:
+            writer.write(build_request("GET", "/xend/domain", headers=KEEP))
+            assert await asyncio.wait_for(read_reply(reader), 5) is not None
+            assert await _answered_within(sim, False, 5)
+        finally:
+            writer.close()
+    with pytest.raises(ValueError, match="serving must be one of"):
+        async with SimNode(short_dir, domains=1, xend_serving="forked"):
+            pass
+
+
+async def test_bad_request_lines_are_400_and_closed(node: SimNode) -> None:
+    for raw in (b"GARBAGE\r\n\r\n", b"GET / FTP/1.0\r\n\r\n", b"\r\n"):
+        reader, writer = await asyncio.open_unix_connection(node.xend_unix_path)
+        try:
+            writer.write(raw)
+            reply = await asyncio.wait_for(read_reply(reader), 5)
+            assert reply is not None and reply.status_line == "HTTP/1.1 400 Bad request"
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            writer.close()
+    # a two-field request line is HTTP/0.9, still answered with a 1.1 status line
+    reader, writer = await asyncio.open_unix_connection(node.xend_unix_path)
+    try:
+        writer.write(b"GET /xend\r\n\r\n")
+        reply = await asyncio.wait_for(read_reply(reader), 5)
+        assert reply is not None and reply.body == b"(ls  node domain vnet)"
+    finally:
+        writer.close()
+
+
+async def test_multipart_form_fields_are_args(node: SimNode) -> None:
+    body = ("--XX\r\nContent-Disposition: form-data; name=\"op\"\r\n\r\npause\r\n"
+            "--XX--\r\n")
+    reply = await http(node, "POST", "/xend/domain/vm2", body, form=False,
+                       headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert reply.status == 200 and node.get("vm2").paused
+    # any other content type carries no fields: no op
+    reply = await http(node, "POST", "/xend/domain/vm2", "op=unpause", form=False,
+                       headers={"Content-Type": "text/plain"})
+    assert reply.status_line == "HTTP/1.1 406 Invalid request"

@@ -91,7 +91,7 @@ async def test_every_call_of_the_driver_reaches_the_node(node: SimNode,
     await asyncio.to_thread(driver.unpause, guest.domid)
     assert not node.get(guest.domid).paused
     await asyncio.to_thread(driver.set_max_mem, guest.domid, 100_000)
-    assert node.get(guest.domid).maxmem_kib == 100_000
+    assert node.get(guest.domid).hv_max_kib == 100_000  # xend's configured maxmem stays
     [rec] = await asyncio.to_thread(driver.getinfolist, guest.domid, 1)
     assert rec.max_pages == 100_000 // PAGE_KIB
     await asyncio.to_thread(driver.destroy, guest.domid)
