@@ -104,28 +104,49 @@ def _arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
 _DOMAIN = _arg("domain", metavar="DOMAIN", help="domain name, id or UUID")
 
 
+_INT_MAX = 2**31 - 1
+
+
+def _as_id(spec: str) -> int | None:
+    """Return ``spec`` as a domain id the way virsh reads one (a C int >= 0), else None."""
+    text = spec.strip()
+    if not text or not text.lstrip("+-").isdigit() or text.count("-") + text.count("+") > 1:
+        return None
+    number = int(text)
+    return number if 0 <= number <= _INT_MAX else None
+
+
 async def lookup_domain(conn: Connection, spec: str) -> Domain:
-    """Return the domain named by ``spec``: an id, a UUID, or a name (tried in that order)."""
+    """Return the domain named by ``spec`` as virsh finds it: as an id, then a UUID, then a name.
+
+    An id is tried when ``spec`` reads as a non-negative C int, a UUID when it parses as one;
+    the name is always tried last. When nothing matches, the error says what was tried.
+    """
+    tried: list[str] = []
+    attempts: list[tuple[str, Any]] = []
+    domid = _as_id(spec)
+    if domid is not None:
+        attempts.append((f"id {domid}", lambda: conn.lookup_by_id(domid)))
     try:
-        if spec.isdigit():
-            try:
-                return await conn.lookup_by_id(int(spec))
-            except VirtError as err:
-                if err.code != ErrorNumber.NO_DOMAIN:
-                    raise
-            return await conn.lookup_by_name(spec)
+        uuidlib.UUID(spec)
+    except ValueError:
+        pass
+    else:
+        attempts.append((f"UUID {spec}", lambda: conn.lookup_by_uuid_string(spec)))
+    attempts.append((f"name {spec!r}", lambda: conn.lookup_by_name(spec)))
+    last: VirtError | None = None
+    for what, attempt in attempts:
         try:
-            uuidlib.UUID(spec)
-        except ValueError:
-            return await conn.lookup_by_name(spec)
-        try:
-            return await conn.lookup_by_uuid_string(spec)
+            dom: Domain = await attempt()
+            return dom
         except VirtError as err:
             if err.code != ErrorNumber.NO_DOMAIN:
-                raise
-        return await conn.lookup_by_name(spec)
-    except VirtError as err:
-        raise CommandError(f"failed to get domain '{spec}': {err}", err) from err
+                raise CommandError(f"failed to get domain '{spec}': {err}", err) from err
+            tried.append(what)
+            last = err
+    assert last is not None
+    raise CommandError(f"failed to get domain '{spec}': no domain with {' or '.join(tried)} "
+                       f"on {conn.uri!r}", last) from last
 
 
 def _domain_dict(dom: Domain) -> dict[str, Any]:
