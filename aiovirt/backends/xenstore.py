@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol.xs_wire import (
+    ERROR_NAMES,
     HEADER,
     PAYLOAD_MAX,
     FrameDecoder,
@@ -46,10 +47,14 @@ from aiovirt.protocol.xs_wire import (
     PermAccess,
     XsOp,
     XsWireError,
+    errno_of,
+    error_name,
     format_perms,
     parse_perms,
+    parse_watch_event,
     split_strings,
     validate_path,
+    watch_payload,
 )
 
 __all__ = [
@@ -75,6 +80,22 @@ DEFAULT_TX_RETRIES = 100
 _T = TypeVar("_T")
 _pack = HEADER.pack
 _OP_NAMES = {int(op): op.name for op in XsOp}
+# The op codes as plain ints in module globals: as fast as literals on the hot paths.
+_OP_DIRECTORY = int(XsOp.DIRECTORY)
+_OP_READ = int(XsOp.READ)
+_OP_GET_PERMS = int(XsOp.GET_PERMS)
+_OP_WATCH = int(XsOp.WATCH)
+_OP_UNWATCH = int(XsOp.UNWATCH)
+_OP_TRANSACTION_START = int(XsOp.TRANSACTION_START)
+_OP_TRANSACTION_END = int(XsOp.TRANSACTION_END)
+_OP_GET_DOMAIN_PATH = int(XsOp.GET_DOMAIN_PATH)
+_OP_WRITE = int(XsOp.WRITE)
+_OP_MKDIR = int(XsOp.MKDIR)
+_OP_RM = int(XsOp.RM)
+_OP_SET_PERMS = int(XsOp.SET_PERMS)
+_OP_WATCH_EVENT = int(XsOp.WATCH_EVENT)
+_OP_ERROR = int(XsOp.ERROR)
+_OP_DIRECTORY_PART = int(XsOp.DIRECTORY_PART)
 _UINT32_MAX = 0xFFFF_FFFF
 _new_tuple = tuple.__new__
 # Paths already validated and encoded (``path\0``); bounded so odd workloads cannot grow it.
@@ -131,11 +152,12 @@ class XenStoreError(VirtError):
 
 
 def _daemon_error(op: int, path: str | None, payload: bytes) -> XenStoreError:
-    name = payload.rstrip(b"\0").decode("ascii", "replace") or "EINVAL"
+    name = error_name(payload)
     opname = _OP_NAMES.get(op, str(op))
     code = _CODE_OF_ERRNO.get(name, ErrorNumber.OPERATION_FAILED)
-    errnum = getattr(_errno, name, None)
-    detail = f" ({os.strerror(errnum)})" if isinstance(errnum, int) else ""
+    # A name outside xs_wire.h's table (oxenstored's EQUOTA) means EINVAL, as for libxenstore.
+    known = name in ERROR_NAMES
+    detail = f" ({os.strerror(errno_of(name))})" if known else " (unknown error name)"
     where = f" {path}" if path else ""
     return XenStoreError(code, f"xenstore {opname}{where}: {name}{detail}",
                          errno_name=name, path=path, op=opname)
@@ -199,15 +221,13 @@ class _Link(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.decoder.feed(data)
-        except XsWireError as exc:
-            log.error("xenstore %s sent a malformed frame: %s", self.client.path, exc)
-            self.fail(XenStoreError(ErrorNumber.RPC, f"xenstore at {self.client.path}: {exc}"))
+        if self.closed:
             return
+        decoder = self.decoder
+        messages = decoder.feed_frames(data)
         pending = self.pending
         for op, req_id, _tx_id, payload in messages:
-            if op == 15:  # XsOp.WATCH_EVENT
+            if op == _OP_WATCH_EVENT:
                 self.client._on_watch_event(payload)
                 continue
             entry = pending.pop(req_id, None)
@@ -222,7 +242,7 @@ class _Link(asyncio.Protocol):
                 continue
             if op == entry.op:
                 fut.set_result(payload)
-            elif op == 16:  # XsOp.ERROR
+            elif op == _OP_ERROR:
                 fut.set_exception(_daemon_error(entry.op, entry.path, payload))
             else:
                 fut.set_exception(XenStoreError(
@@ -230,6 +250,10 @@ class _Link(asyncio.Protocol):
                     f"xenstore at {self.client.path} answered {_OP_NAMES.get(entry.op)} "
                     f"with a message of type {_OP_NAMES.get(op, op)}",
                     path=entry.path, op=_OP_NAMES.get(entry.op)))
+        if decoder.error is not None:
+            exc = decoder.error
+            log.error("xenstore %s sent a malformed frame: %s", self.client.path, exc)
+            self.fail(XenStoreError(ErrorNumber.RPC, f"xenstore at {self.client.path}: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
@@ -386,7 +410,7 @@ class _Ops:
 
     async def read(self, path: str, *, timeout: float | None = None) -> bytes:
         """Return the value of ``path`` (raw bytes; ENOENT raises :class:`XenStoreError`)."""
-        return await self._call(2, self._path(path, "READ"), path, timeout)
+        return await self._call(_OP_READ, self._path(path, "READ"), path, timeout)
 
     async def write(self, path: str, value: bytes | str, *,
                     timeout: float | None = None) -> None:
@@ -398,22 +422,22 @@ class _Ops:
             raise _invalid(f"a {len(data)}-byte value for xenstore path {path} is too large "
                            f"(path and value may hold at most {PAYLOAD_MAX - 1} bytes)",
                            path, "WRITE")
-        await self._call(11, payload, path, timeout)
+        await self._call(_OP_WRITE, payload, path, timeout)
 
     async def mkdir(self, path: str, *, timeout: float | None = None) -> None:
         """Create ``path`` (and missing parents) with an empty value; existing is fine."""
         self._writable("MKDIR", path)
-        await self._call(12, self._path(path, "MKDIR"), path, timeout)
+        await self._call(_OP_MKDIR, self._path(path, "MKDIR"), path, timeout)
 
     async def rm(self, path: str, *, timeout: float | None = None) -> None:
         """Remove ``path`` and everything under it (a missing node with a parent is fine)."""
         self._writable("RM", path)
-        await self._call(13, self._path(path, "RM"), path, timeout)
+        await self._call(_OP_RM, self._path(path, "RM"), path, timeout)
 
     async def exists(self, path: str, *, timeout: float | None = None) -> bool:
         """Return whether ``path`` exists (as ``xenstore-exists`` decides: READ succeeds)."""
         try:
-            await self._call(2, self._path(path, "READ"), path, timeout)
+            await self._call(_OP_READ, self._path(path, "READ"), path, timeout)
         except XenStoreError as err:
             if err.errno_name == "ENOENT":
                 return False
@@ -428,7 +452,7 @@ class _Ops:
         """
         encoded = self._path(path, "DIRECTORY")
         try:
-            return split_strings(await self._call(1, encoded, path, timeout))
+            return split_strings(await self._call(_OP_DIRECTORY, encoded, path, timeout))
         except XenStoreError as err:
             if err.errno_name != "E2BIG":
                 raise
@@ -443,7 +467,7 @@ class _Ops:
             while True:
                 payload = encoded + str(offset).encode("ascii") + b"\0"
                 try:
-                    reply = await self._call(22, payload, path, timeout)
+                    reply = await self._call(_OP_DIRECTORY_PART, payload, path, timeout)
                 except XenStoreError as err:
                     if err.errno_name == "ENOSYS":
                         raise XenStoreError(
@@ -472,7 +496,7 @@ class _Ops:
 
     async def get_perms(self, path: str, *, timeout: float | None = None) -> list[Perm]:
         """Return the permission list of ``path``; the first entry names the owner."""
-        reply = await self._call(3, self._path(path, "GET_PERMS"), path, timeout)
+        reply = await self._call(_OP_GET_PERMS, self._path(path, "GET_PERMS"), path, timeout)
         try:
             return parse_perms(reply)
         except XsWireError as exc:
@@ -495,7 +519,7 @@ class _Ops:
         payload = self._path(path, "SET_PERMS") + tail
         if len(payload) > PAYLOAD_MAX:
             raise _invalid(f"permission list for {path} is too long", path, "SET_PERMS")
-        await self._call(14, payload, path, timeout)
+        await self._call(_OP_SET_PERMS, payload, path, timeout)
 
 
 class XenStoreTransaction(_Ops):
@@ -539,7 +563,8 @@ class XenStoreTransaction(_Ops):
             raise XenStoreError(ErrorNumber.OPERATION_INVALID,
                                 "xenstore transaction already started")
         link = await self._client._ready_link(self._timeout)
-        fut = link.submit(6, b"\0", 0, None, self._timeout, orphan=_end_orphan(link))
+        fut = link.submit(_OP_TRANSACTION_START, b"\0", 0, None, self._timeout,
+                          orphan=_end_orphan(link))
         try:
             reply = await fut
         except asyncio.CancelledError:
@@ -569,7 +594,7 @@ class XenStoreTransaction(_Ops):
             raise XenStoreError(ErrorNumber.OPERATION_INVALID,
                                 f"xenstore transaction {self.tx_id} already ended")
         try:
-            await self._call(7, how, None, None)
+            await self._call(_OP_TRANSACTION_END, how, None, None)
         finally:
             self._ended = True  # after END the id is gone, whatever the answer
 
@@ -579,7 +604,7 @@ class XenStoreTransaction(_Ops):
             return
         self._ended = True
         if not self._link.closed:
-            self._link.send_nowait(7, b"F\0", self.tx_id, None)
+            self._link.send_nowait(_OP_TRANSACTION_END, b"F\0", self.tx_id, None)
 
     async def __aenter__(self) -> XenStoreTransaction:
         return await self.start()
@@ -605,7 +630,7 @@ def _end_orphan(link: _Link) -> Callable[[int, bytes], None]:
         except ValueError:
             return
         if tx_id:
-            link.send_nowait(7, b"F\0", tx_id, None)
+            link.send_nowait(_OP_TRANSACTION_END, b"F\0", tx_id, None)
 
     return end
 
@@ -741,7 +766,11 @@ class XenStoreClient(_Ops):
         self._watches: dict[str, Watch] = {}
         self._tokens = itertools.count(1)
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._changed: asyncio.Future[None] | None = None
+        #: How many times a lost connection was re-established (``reconnect=True``).
         self.reconnects = 0
+        #: How many attempts to re-establish a lost connection have failed so far.
+        self.dial_failures = 0
 
     @property
     def read_only(self) -> bool:
@@ -752,6 +781,23 @@ class XenStoreClient(_Ops):
     def connected(self) -> bool:
         """Return whether the socket is up right now."""
         return self._link is not None and not self._link.closed
+
+    async def wait_changed(self, timeout: float | None = None) -> None:
+        """Wait for the connection's next change: lost, re-established, a failed attempt to
+        re-establish it (:attr:`dial_failures`), or closed. ``timeout`` raises TimeoutError.
+
+        For code that watches the connection's health, e.g.
+        ``while not xs.connected: await xs.wait_changed()``.
+        """
+        if self._changed is None or self._changed.done():
+            self._changed = self._loop.create_future()
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._changed)
+
+    def _notify_changed(self) -> None:
+        fut, self._changed = self._changed, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     # -- connection -------------------------------------------------------------------------
     async def _dial(self) -> _Link:
@@ -779,6 +825,7 @@ class XenStoreClient(_Ops):
             return
         self._link = None
         self._ready.clear()
+        self._notify_changed()
         if self._closing:
             return
         error = link.error
@@ -799,6 +846,8 @@ class XenStoreClient(_Ops):
                 link = await self._dial()
             except XenStoreError as err:
                 log.debug("xenstore reconnect failed: %s (next try in %.2f s)", err, delay)
+                self.dial_failures += 1
+                self._notify_changed()
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
                 continue
@@ -812,6 +861,7 @@ class XenStoreClient(_Ops):
                 continue
             self._link = link
             self.reconnects += 1
+            self._notify_changed()
             log.info("xenstore %s: reconnected", self.path)
             for watch in self._watches.values():
                 if watch._active:
@@ -822,7 +872,7 @@ class XenStoreClient(_Ops):
     async def _rewatch(self, link: _Link) -> None:
         futs = []
         for watch in [w for w in self._watches.values() if w._active]:
-            futs.append(link.submit(4, _watch_payload(watch.path, watch.token), 0,
+            futs.append(link.submit(_OP_WATCH, watch_payload(watch.path, watch.token), 0,
                                     watch.path, self.timeout))
         for fut in futs:
             await fut
@@ -876,6 +926,7 @@ class XenStoreClient(_Ops):
         self._watches.clear()
         link, self._link = self._link, None
         self._ready.set()
+        self._notify_changed()
         if link is not None:
             link.flush()
             link.fail(self._closed_error, graceful=True)
@@ -896,7 +947,7 @@ class XenStoreClient(_Ops):
         if not isinstance(domid, int) or not 0 <= domid < 0x10000:
             raise _invalid(f"domain id {domid!r} is not between 0 and 65535",
                            op="GET_DOMAIN_PATH")
-        reply = await self._call(10, b"%d\0" % domid, None, timeout)
+        reply = await self._call(_OP_GET_DOMAIN_PATH, b"%d\0" % domid, None, timeout)
         return reply.rstrip(b"\0").decode("ascii", "replace")
 
     def transaction(self, *, timeout: float | None = None) -> XenStoreTransaction:
@@ -953,13 +1004,16 @@ class XenStoreClient(_Ops):
             raise _invalid(f"{exc.reason} (xenstore WATCH)", path, "WATCH") from exc
         if token is None:
             token = f"aiovirt-{id(self):x}-{next(self._tokens)}"
-        elif not token or "\0" in token:
+        elif not isinstance(token, str) or not token or "\0" in token:
             raise _invalid(f"watch token {token!r} must be a non-empty string without NUL",
                            path, "WATCH")
         if token in self._watches:
             raise _invalid(f"watch token {token!r} is already in use on this connection",
                            path, "WATCH")
-        payload = _watch_payload(path, token)
+        try:
+            payload = watch_payload(path, token)
+        except XsWireError as exc:
+            raise _invalid(f"{exc.reason} (xenstore WATCH)", path, "WATCH") from exc
         if len(payload) > PAYLOAD_MAX:
             raise _invalid("watch path and token are too long", path, "WATCH")
         watch = Watch(self, path, token, maxsize)
@@ -968,7 +1022,7 @@ class XenStoreClient(_Ops):
         link: _Link | None = None
         try:
             link = await self._ready_link(None)
-            await link.submit(4, payload, 0, path, self.timeout)
+            await link.submit(_OP_WATCH, payload, 0, path, self.timeout)
             watch._active = True
         except BaseException:
             if self._watches.get(token) is watch:
@@ -976,7 +1030,7 @@ class XenStoreClient(_Ops):
             watch._finish()
             if link is not None and not link.closed:
                 # The WATCH may still succeed after we stopped waiting: undo it, in order.
-                link.send_nowait(5, payload, 0, path)
+                link.send_nowait(_OP_UNWATCH, payload, 0, path)
             raise
         return watch
 
@@ -990,22 +1044,18 @@ class XenStoreClient(_Ops):
         if link is not None and not link.closed:
             # Fire and forget: requests are processed in order, so any later WATCH with the
             # same path and token is handled after this UNWATCH; works in a cancelled task.
-            link.send_nowait(5, _watch_payload(watch.path, watch.token), 0, watch.path)
+            link.send_nowait(_OP_UNWATCH, watch_payload(watch.path, watch.token), 0, watch.path)
 
     def _on_watch_event(self, payload: bytes) -> None:
-        parts = payload.split(b"\0")
-        if len(parts) < 2:
+        event = parse_watch_event(payload)
+        if event is None:
             log.warning("xenstore %s: malformed watch event %r", self.path, payload)
             return
-        token = parts[1].decode("utf-8", "surrogateescape")
+        path, token = event
         watch = self._watches.get(token)
         if watch is None:
             return  # an event queued before our UNWATCH was processed
-        watch._deliver(WatchEvent(parts[0].decode("utf-8", "surrogateescape"), token))
-
-
-def _watch_payload(path: str, token: str) -> bytes:
-    return path.encode("ascii") + b"\0" + token.encode("utf-8") + b"\0"
+        watch._deliver(WatchEvent(path, token))
 
 
 class _Connector:

@@ -67,10 +67,11 @@ log = logging.getLogger(__name__)
 
 NO_GENERATION = -1
 SPECIAL_EVENTS = ("@introduceDomain", "@releaseDomain")
-_READ = 1
-_WRITE = 2
-_OWNER = 4
-_ALL = _READ | _WRITE | _OWNER
+# Access bits of a permission check (not op codes): PermAccess's read and write, plus owner.
+_PERM_READ = int(PermAccess.READ)
+_PERM_WRITE = int(PermAccess.WRITE)
+_PERM_OWNER = 4
+_PERM_ALL = _PERM_READ | _PERM_WRITE | _PERM_OWNER
 _DOM0_ONLY = (Perm(0, PermAccess.NONE),)
 
 #: Called with (event path, token) for every event a session's watches produce.
@@ -354,19 +355,19 @@ class XenStoreDB:
 
     def _perm(self, session: Session, perms: tuple[Perm, ...]) -> int:
         if session.privileged:
-            return _ALL & ~_WRITE if session.read_only else _ALL
+            return _PERM_ALL & ~_PERM_WRITE if session.read_only else _PERM_ALL
         domid = session.domid
         target = session.target
         owner = perms[0].domid
         if owner == domid or (target is not None and owner == target):
-            bits = _ALL
+            bits = _PERM_ALL
         else:
             bits = int(perms[0].access)
             for entry in perms[1:]:
                 if entry.domid == domid or (target is not None and entry.domid == target):
                     bits = int(entry.access)
                     break
-        return bits & ~_WRITE if session.read_only else bits
+        return bits & ~_PERM_WRITE if session.read_only else bits
 
     def _get_node(self, session: Session, tx: Transaction | None, path: str,
                   need: int) -> Node:
@@ -496,17 +497,17 @@ class XenStoreDB:
         """C's ``watch_permitted()``: the old perms, the node's, or its parent's grant read.
         A node given without perms that no longer exists is seen by nobody, not even dom0
         (a node a transaction created and removed again)."""
-        if old_perms is not None and self._perm(session, old_perms) & _READ:
+        if old_perms is not None and self._perm(session, old_perms) & _PERM_READ:
             return True
         if perms is None:
             node = self._nodes.get(path)
             if node is None:
                 return False
             perms = node.perms
-        if self._perm(session, perms) & _READ:
+        if self._perm(session, perms) & _PERM_READ:
             return True
         parent = self._nodes.get(_parent(path))
-        return parent is not None and bool(self._perm(session, parent.perms) & _READ)
+        return parent is not None and bool(self._perm(session, parent.perms) & _PERM_READ)
 
     def _fire_special(self, name: str) -> None:
         perms = self._special_perms.get(name, _DOM0_ONLY)
@@ -514,7 +515,7 @@ class XenStoreDB:
                                      key=lambda hit: (hit[0].seq, hit[1].seq)):
             if session.sink is None:
                 continue
-            if not session.privileged and not self._perm(session, perms) & _READ:
+            if not session.privileged and not self._perm(session, perms) & _PERM_READ:
                 continue
             session.sink(name, watch.token)
 
@@ -541,12 +542,12 @@ class XenStoreDB:
     def op_read(self, session: Session, tx: Transaction | None, path: str) -> bytes:
         """Return the value of ``path``."""
         path = self.canonical(session, path)
-        return self._get_node(session, tx, path, _READ).value
+        return self._get_node(session, tx, path, _PERM_READ).value
 
     def op_directory(self, session: Session, tx: Transaction | None, path: str) -> bytes:
         """Return the DIRECTORY payload of ``path`` (E2BIG if over the payload limit)."""
         path = self.canonical(session, path)
-        payload = self._get_node(session, tx, path, _READ).directory_payload()
+        payload = self._get_node(session, tx, path, _PERM_READ).directory_payload()
         if len(payload) > PAYLOAD_MAX:
             raise StoreError("E2BIG", f"directory of {path} is {len(payload)} bytes")
         return payload
@@ -555,7 +556,7 @@ class XenStoreDB:
                           offset_text: str) -> bytes:
         """Return ``gen\\0`` and the child names from byte ``offset`` (C's DIRECTORY_PART)."""
         path = self.canonical(session, path)
-        node = self._get_node(session, tx, path, _READ)
+        node = self._get_node(session, tx, path, _PERM_READ)
         names = node.directory_payload()
         offset = _strtol(offset_text, 10)[0] & 0xFFFFFFFF  # atoi() into an unsigned int
         gen = f"{node.generation}".encode() + b"\0"
@@ -576,14 +577,14 @@ class XenStoreDB:
     def op_get_perms(self, session: Session, tx: Transaction | None, path: str) -> bytes:
         """Return the GET_PERMS payload of ``path`` (an ``@`` name is not a path: EINVAL)."""
         path = self.canonical(session, path)
-        node = self._get_node(session, tx, path, _READ)
+        node = self._get_node(session, tx, path, _PERM_READ)
         return "".join(f"{perm_text(p)}\0" for p in node.perms).encode()
 
     def op_write(self, session: Session, tx: Transaction | None, path: str,
                  value: bytes) -> None:
         """Set the value of ``path``, creating it and its missing ancestors."""
         path = self.canonical(session, path)
-        node = self._lookup(session, tx, path, _WRITE)
+        node = self._lookup(session, tx, path, _PERM_WRITE)
         if node is None:
             self._create(session, tx, path, value)
             return
@@ -593,7 +594,7 @@ class XenStoreDB:
     def op_mkdir(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Create ``path`` (and ancestors) with an empty value; an existing node is left alone."""
         path = self.canonical(session, path)
-        if self._lookup(session, tx, path, _WRITE) is None:
+        if self._lookup(session, tx, path, _PERM_WRITE) is None:
             self._create(session, tx, path, b"")
 
     def _create(self, session: Session, tx: Transaction | None, path: str,
@@ -627,7 +628,7 @@ class XenStoreDB:
     def op_rm(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Remove ``path`` and its whole subtree (OK if missing but its parent exists)."""
         path = self.canonical(session, path)
-        if self._lookup(session, tx, path, _WRITE) is None:
+        if self._lookup(session, tx, path, _PERM_WRITE) is None:
             if self._read(tx, _parent(path)) is not None:
                 return
             raise StoreError("ENOENT", path)
@@ -683,12 +684,13 @@ class XenStoreDB:
             if path not in SPECIAL_EVENTS:
                 raise StoreError("EINVAL", f"SET_PERMS of unknown special name {path}")
             current = self._special_perms[path]
-            if (self._perm(session, current) & (_WRITE | _OWNER)) != (_WRITE | _OWNER):
+            needed = _PERM_WRITE | _PERM_OWNER
+            if self._perm(session, current) & needed != needed:
                 raise StoreError("EACCES", path)
             self._special_perms[path] = perms
             return
         path = self.canonical(session, path)
-        node = self._get_node(session, tx, path, _WRITE | _OWNER)
+        node = self._get_node(session, tx, path, _PERM_WRITE | _PERM_OWNER)
         if not session.privileged and perms[0].domid != node.perms[0].domid:
             raise StoreError("EPERM", f"{path}: a guest may not change the owner")
         old = node.perms
@@ -853,7 +855,8 @@ class XenStoreDB:
 
     def directory(self, path: str) -> list[str]:
         """Return the child names of ``path`` in creation order (privileged)."""
-        node = self._get_node(self._internal, None, self.canonical(self._internal, path), _READ)
+        node = self._get_node(self._internal, None, self.canonical(self._internal, path),
+                              _PERM_READ)
         return list(node.children)
 
     def exists(self, path: str) -> bool:
@@ -862,7 +865,8 @@ class XenStoreDB:
 
     def get_perms(self, path: str) -> list[Perm]:
         """Return the permission list of ``path`` (entry 1 = owner and default)."""
-        node = self._get_node(self._internal, None, self.canonical(self._internal, path), _READ)
+        node = self._get_node(self._internal, None, self.canonical(self._internal, path),
+                              _PERM_READ)
         return list(node.perms)
 
     def set_perms(self, path: str, perms: Iterable[Perm]) -> None:

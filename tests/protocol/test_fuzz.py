@@ -1,9 +1,11 @@
-"""hypothesis fuzzing of every decoder: only the codec's own error, no hang, bounded memory."""
+"""hypothesis fuzzing of every decoder: only the codec's own error, no hang, bounded memory.
+
+The xenstore codec's fuzz lives with its other tests, in ``test_xs_wire.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import struct
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -21,18 +23,6 @@ from aiovirt.protocol.domxml import (
     sexpr_to_config,
 )
 from aiovirt.protocol.sexpr import SExpr, SexprError, dumps, parse, parse_all
-from aiovirt.protocol.xs_wire import (
-    HEADER_SIZE,
-    PAYLOAD_MAX,
-    FrameDecoder,
-    Message,
-    Perm,
-    XsWireError,
-    encode,
-    join_strings,
-    parse_perms,
-    split_strings,
-)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,80 +57,6 @@ def test_sexpr_deep_nesting_is_refused_not_recursed(depth: int) -> None:
         assert "nested" in err.reason
     else:
         assert dumps(value) == text
-
-
-frames = st.builds(
-    Message,
-    st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
-    st.binary(max_size=300),
-)
-
-
-@given(st.lists(frames, max_size=6), st.lists(st.integers(0, 2000), max_size=8))
-def test_frame_decoder_reassembles_any_chunking(msgs: list[Message], cuts: list[int]) -> None:
-    stream = b"".join(m.encode() for m in msgs)
-    points = sorted({min(c, len(stream)) for c in cuts})
-    dec = FrameDecoder()
-    got: list[Message] = []
-    start = 0
-    for point in [*points, len(stream)]:
-        got += dec.feed(stream[start:point])
-        start = point
-    assert got == msgs
-    assert dec.buffered == 0
-
-
-@given(st.lists(st.binary(max_size=600), max_size=10))
-def test_frame_decoder_on_arbitrary_bytes(chunks: list[bytes]) -> None:
-    dec = FrameDecoder()
-    try:
-        for chunk in chunks:
-            for msg in dec.feed(chunk):
-                assert len(msg.payload) <= PAYLOAD_MAX
-            assert dec.buffered < HEADER_SIZE + PAYLOAD_MAX
-    except XsWireError:
-        assert dec.buffered == 0
-        with pytest.raises(XsWireError):
-            dec.feed(b"")
-
-
-@given(st.integers(PAYLOAD_MAX + 1, 2**32 - 1))
-def test_frame_decoder_refuses_huge_lengths_at_once(length: int) -> None:
-    dec = FrameDecoder()
-    with pytest.raises(XsWireError):
-        dec.feed(struct.pack("=IIII", 2, 1, 0, length))
-    assert dec.buffered == 0
-
-
-@given(st.text(max_size=20))
-def test_perm_parse_raises_only_its_own_error(text: str) -> None:
-    try:
-        perm = Perm.parse(text)
-    except XsWireError:
-        return
-    assert 0 <= perm.domid <= 0xFFFF
-    assert Perm.parse(str(perm)) == perm
-
-
-@given(st.binary(max_size=100))
-def test_parse_perms_raises_only_its_own_error(payload: bytes) -> None:
-    try:
-        parse_perms(payload)
-    except XsWireError:
-        pass
-
-
-@given(st.binary(max_size=300))
-def test_split_strings_never_raises(payload: bytes) -> None:
-    parts = split_strings(payload)
-    assert all(isinstance(p, str) for p in parts)
-
-
-@given(st.lists(st.binary(max_size=20).filter(lambda b: b"\0" not in b), max_size=8))
-def test_join_then_split_is_identity(parts: list[bytes]) -> None:
-    joined = join_strings(*parts)
-    assert [p.encode("utf-8", "surrogateescape") for p in split_strings(joined)] == parts
-    assert len(encode(1, 0, 0, joined[:PAYLOAD_MAX])) <= HEADER_SIZE + PAYLOAD_MAX
 
 
 XML_CHARS = st.sampled_from(

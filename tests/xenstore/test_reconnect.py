@@ -14,17 +14,48 @@ from tests.xenstore.conftest import Daemon
 WAIT = 10.0
 
 
+class Traffic:
+    """Counts answered calls; ``flowing`` is set once ``enough`` of them were answered."""
+
+    def __init__(self, enough: int) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.enough = enough
+        self.flowing = asyncio.Event()
+
+    def answered(self) -> None:
+        self.ok += 1
+        if self.ok >= self.enough:
+            self.flowing.set()
+
+
+async def _until_disconnected(xs: xenstore.XenStoreClient) -> None:
+    async with asyncio.timeout(WAIT):
+        while xs.connected:
+            await xs.wait_changed()
+
+
+async def _until_a_dial_failed(xs: xenstore.XenStoreClient) -> None:
+    """Wait until the client has tried to reconnect and failed (the daemon is really down)."""
+    failures = xs.dial_failures
+    async with asyncio.timeout(WAIT):
+        while xs.dial_failures == failures:
+            await xs.wait_changed()
+
+
 async def test_daemon_killed_fails_every_waiter_at_once(daemon: Daemon, base: str) -> None:
     async with xenstore.connect(daemon.path) as xs:
         await xs.write(f"{base}/k", "v")
-        stop = asyncio.Event()
+        traffic = Traffic(enough=200)
 
         async def reader() -> None:
-            while not stop.is_set():
+            while True:
                 await xs.read(f"{base}/k")
+                traffic.answered()
 
         tasks = [asyncio.create_task(reader()) for _ in range(50)]
-        await asyncio.sleep(0.05)  # let traffic flow (any moment is a valid kill point)
+        async with asyncio.timeout(WAIT):
+            await traffic.flowing.wait()  # calls are in flight (any moment is a kill point)
         await daemon.kill()
         async with asyncio.timeout(WAIT):
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -44,23 +75,22 @@ async def test_reconnect_restores_calls_and_watches(daemon: Daemon, base: str) -
         async with xs.watch(f"{base}/w") as events:
             assert (await events.get(WAIT)).path == f"{base}/w"
             stop = asyncio.Event()
-            ok = 0
-            failed = 0
+            traffic = Traffic(enough=100)
 
             async def reader() -> None:
-                nonlocal ok, failed
                 while not stop.is_set():
                     try:
                         await xs.read(f"{base}/k")
-                        ok += 1
+                        traffic.answered()
                     except XenStoreError as err:
                         assert err.code in (ErrorNumber.NO_XENSTORE,
                                             ErrorNumber.OPERATION_FAILED), err
-                        failed += 1  # in flight at the kill, or ENOENT on the new daemon
-                        await asyncio.sleep(0.001)
+                        # In flight at the kill, or ENOENT on the new daemon.
+                        traffic.failed += 1
 
             tasks = [asyncio.create_task(reader()) for _ in range(20)]
-            await asyncio.sleep(0.05)
+            async with asyncio.timeout(WAIT):
+                await traffic.flowing.wait()
             await daemon.restart()
             # Each watch yields an event telling its consumer to re-read.
             async with asyncio.timeout(WAIT):
@@ -77,7 +107,7 @@ async def test_reconnect_restores_calls_and_watches(daemon: Daemon, base: str) -
             stop.set()
             async with asyncio.timeout(WAIT):
                 await asyncio.gather(*tasks)
-            assert failed >= 1 and ok >= 1
+            assert traffic.failed >= 1 and traffic.ok >= 1
             assert xs.reconnects == 1
             if daemon.kind == "real":
                 assert not await xs.exists(f"{base}/k")  # a fresh daemon, an empty store
@@ -107,13 +137,11 @@ async def test_transaction_in_flight_fails_and_never_half_applies(daemon: Daemon
 async def test_calls_wait_for_the_reconnection(daemon: Daemon, base: str) -> None:
     async with xenstore.connect(daemon.path, reconnect=True, timeout=WAIT) as xs:
         await xs.read("/")  # the daemon has accepted us
-        link = xs._link
-        assert link is not None
         await daemon.kill()
-        async with asyncio.timeout(WAIT):
-            await asyncio.shield(link.lost)  # the client has noticed
+        await _until_disconnected(xs)  # the client has noticed
         call = asyncio.create_task(xs.write(f"{base}/late", "1"))
-        await asyncio.sleep(0.05)
+        await _until_a_dial_failed(xs)
+        await _until_a_dial_failed(xs)  # the call has waited through two failed attempts
         assert not call.done()
         await daemon.start()
         async with asyncio.timeout(WAIT):
@@ -125,9 +153,31 @@ async def test_close_during_reconnection_does_not_hang(daemon: Daemon) -> None:
     xs = await xenstore.connect(daemon.path, reconnect=True, timeout=WAIT)
     await xs.read("/")
     await daemon.kill()
-    pending = asyncio.create_task(xs.read("/"))
-    await asyncio.sleep(0.02)
+    await _until_disconnected(xs)
+    pending = asyncio.create_task(xs.read("/"))  # waits for the reconnection
+    await _until_a_dial_failed(xs)
+    assert not pending.done()
     async with asyncio.timeout(WAIT):
         await xs.close()
         with pytest.raises(XenStoreError):
             await pending
+
+
+async def test_wait_changed_reports_loss_failed_dials_and_recovery(daemon: Daemon) -> None:
+    async with xenstore.connect(daemon.path, reconnect=True, timeout=WAIT) as xs:
+        await xs.read("/")
+        with pytest.raises(TimeoutError):
+            await xs.wait_changed(timeout=0.01)  # nothing changes while all is well
+        await daemon.kill()
+        await _until_disconnected(xs)
+        await _until_a_dial_failed(xs)
+        # (A dial racing the kill may reach the dying daemon's backlog, connect and be lost
+        # at once: that counts as a reconnection. After a failed dial the daemon is gone.)
+        reconnects = xs.reconnects
+        assert xs.dial_failures >= 1 and not xs.connected
+        await daemon.start()
+        async with asyncio.timeout(WAIT):
+            while not xs.connected:
+                await xs.wait_changed()
+        assert xs.reconnects == reconnects + 1
+        await xs.read("/")

@@ -506,3 +506,14 @@ def test_socket_is_replaced_when_stale(short_dir: str) -> None:
 
 def test_frame_decoder_interop() -> None:
     assert FrameDecoder().feed(encode(O.READ, 1, 0, b"/\0"))[0].payload == b"/\0"
+
+
+async def test_frames_before_an_oversized_header_are_answered(daemon: Daemon) -> None:
+    # As C: each request is handled as it is read, so those before the bad header get replies.
+    bad = await daemon.client()
+    bad.writer.write(encode(O.READ, 1, 0, b"/tool\0") + encode(O.GET_DOMAIN_PATH, 2, 0, b"3\0")
+                     + HEADER.pack(O.READ, 3, 0, 4097) + encode(O.READ, 4, 0, b"/tool\0"))
+    data = await asyncio.wait_for(bad.reader.read(), 5)  # to the end of the stream
+    frames = FrameDecoder().feed(data)
+    assert [(m.op, m.req_id, m.payload) for m in frames] == [
+        (O.READ, 1, b""), (O.GET_DOMAIN_PATH, 2, b"/local/domain/3\0")]
