@@ -2,10 +2,11 @@
 
 Run from the repository root::
 
-    python benchmarks/xenstore_client.py [--duration 1.5] [--daemons real,sim]
+    python benchmarks/xenstore_client.py [--duration 1.5] [--daemons real,oxenstored,sim]
 
-For each daemon, (a) Debian's real C xenstored 4.17 (started under the tests' LD_PRELOAD stub)
-and (b) the simulated node's xenstored (in its own process), it measures:
+For each daemon, (a) Debian's real C xenstored 4.17 (started under the tests' LD_PRELOAD stub),
+(b) Debian's OCaml oxenstored 4.17 (the same stub, in its own mount namespace; root only) and
+(c) the simulated node's xenstored (in its own process), it measures:
 
 - aiovirt's client at concurrency 1, 16 and 256 (tasks sharing one connection);
 - pyxs 0.4.1 with 1 thread, and 16 threads sharing one client (pyxs is blocking: one request
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from _harness import real_xenstored, short_dir, sim_xenstored
@@ -166,6 +169,18 @@ def _prepare(path: str) -> None:
     asyncio.run(write())
 
 
+@contextlib.contextmanager
+def oxenstored(directory: str) -> Iterator[str]:
+    """Run Debian's oxenstored as the tests do; yield its socket path (RuntimeError if not)."""
+    from tests.support.real_xenstored import real_oxenstored, real_oxenstored_available
+
+    reason = real_oxenstored_available()
+    if reason is not None:
+        raise RuntimeError(reason)
+    with real_oxenstored(directory) as path:
+        yield path
+
+
 def run_daemon(name: str, path: str, duration: float) -> list[Result]:
     """Run every client against the daemon at ``path``; print and return the results."""
     _prepare(path)
@@ -186,8 +201,8 @@ def run_daemon(name: str, path: str, duration: float) -> list[Result]:
     pyxs_best = max(by[("pyxs 1 thr", 1)].rate, by[("pyxs 16 thr", 16)].rate)
     # The issue's targets are set on the real daemon; against the sim's (whose raw ceiling is
     # several times the real one) the same ratios are printed for information.
-    real = name.startswith("real")
-    target_raw = "(target >= 70%)" if real else "(information: targets are on the real daemon)"
+    real = name.startswith("real C")
+    target_raw = "(target >= 70%)" if real else "(information: targets are on the real C daemon)"
     target_pyxs = "(target >= 6x)" if real else ""
     print(f"aiovirt@256 / raw@256      = {ours.rate / raw.rate:6.1%}  {target_raw}")
     print(f"aiovirt@256 / best pyxs    = {ours.rate / pyxs_best:6.1f}x {target_pyxs}".rstrip())
@@ -201,13 +216,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=1.5,
                         help="seconds measured per configuration (default 1.5)")
-    parser.add_argument("--daemons", default="real,sim",
-                        help="comma-separated: real, sim (default both)")
+    parser.add_argument("--daemons", default="real,oxenstored,sim",
+                        help="comma-separated: real, oxenstored, sim (default all three)")
     args = parser.parse_args()
     started = time.perf_counter()
     for name in args.daemons.split(","):
-        factory = {"real": real_xenstored, "sim": sim_xenstored}[name]
-        label = {"real": "real C xenstored 4.17", "sim": "simulated xenstored"}[name]
+        factory = {"real": real_xenstored, "oxenstored": oxenstored,
+                   "sim": sim_xenstored}[name]
+        label = {"real": "real C xenstored 4.17", "oxenstored": "real oxenstored 4.17",
+                 "sim": "simulated xenstored"}[name]
         with short_dir("avbench") as directory:
             try:
                 with factory(directory) as path:

@@ -32,6 +32,7 @@ import itertools
 import logging
 import os
 import random
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
@@ -100,8 +101,14 @@ _UINT32_MAX = 0xFFFF_FFFF
 _new_tuple = tuple.__new__
 # Paths already validated and encoded (``path\0``); bounded so odd workloads cannot grow it.
 _PATH_CACHE_MAX = 8192
-_REPLY_MAX = 65536
+# The largest reply accepted. C never sends more than 4096 bytes (E2BIG instead), but
+# oxenstored sends a long DIRECTORY listing whole (measured: 105,000 bytes for 1,000 children
+# with 104-character names) and has no DIRECTORY_PART to fetch it in parts.
+_REPLY_MAX = 4 << 20
 _NEVER = float("inf")
+# Backoff between connect attempts while the daemon's listen backlog is full (seconds).
+_CONNECT_RETRY_FIRST = 0.0005
+_CONNECT_RETRY_MAX = 0.02
 
 # Daemon errno names -> libvirt codes. Everything not listed is OPERATION_FAILED.
 _CODE_OF_ERRNO: dict[str, ErrorNumber] = {
@@ -158,6 +165,9 @@ def _daemon_error(op: int, path: str | None, payload: bytes) -> XenStoreError:
     # A name outside xs_wire.h's table (oxenstored's EQUOTA) means EINVAL, as for libxenstore.
     known = name in ERROR_NAMES
     detail = f" ({os.strerror(errno_of(name))})" if known else " (unknown error name)"
+    if name == "E2BIG" and op == _OP_WRITE:
+        # oxenstored refuses values over 2048 bytes, even from dom0 (C takes up to 4095).
+        detail += ": the daemon refuses a value this large"
     where = f" {path}" if path else ""
     return XenStoreError(code, f"xenstore {opname}{where}: {name}{detail}",
                          errno_name=name, path=path, op=opname)
@@ -803,8 +813,13 @@ class XenStoreClient(_Ops):
     async def _dial(self) -> _Link:
         try:
             async with asyncio.timeout(self.timeout):
-                _transport, link = await self._loop.create_unix_connection(
-                    lambda: _Link(self), self.path)
+                sock = await _connect_unix(self.path)
+                try:
+                    _transport, link = await self._loop.create_unix_connection(
+                        lambda: _Link(self), sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError as exc:
             raise XenStoreError(ErrorNumber.NO_XENSTORE,
                                 f"{self.path}: connecting timed out after {self.timeout} s",
@@ -1056,6 +1071,33 @@ class XenStoreClient(_Ops):
         if watch is None:
             return  # an event queued before our UNWATCH was processed
         watch._deliver(WatchEvent(path, token))
+
+
+async def _connect_unix(path: str) -> socket.socket:
+    """Return a unix socket connected to ``path``, waiting for room in the listener's backlog.
+
+    libxenstore connects with a blocking ``connect()``, which waits while the daemon's backlog
+    is full (C xenstored listens with a backlog of 1). A non-blocking ``connect()`` fails with
+    EAGAIN instead, and asyncio's ``sock_connect`` takes that for "in progress": it waits for
+    the socket to be writable, reads ``SO_ERROR`` 0 and hands back a socket that was never
+    connected (the first read then fails with EINVAL). The kernel offers no event for "room in
+    the backlog", so EAGAIN is retried with a short backoff; the caller bounds the time.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        delay = _CONNECT_RETRY_FIRST
+        while True:
+            try:
+                sock.connect(path)
+            except BlockingIOError:  # EAGAIN: the backlog is full; the socket is unconnected
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, _CONNECT_RETRY_MAX)
+                continue
+            return sock
+    except BaseException:
+        sock.close()
+        raise
 
 
 class _Connector:

@@ -8,6 +8,8 @@ whole frame in a received chunk with the client's codec (``protocol/xs_wire``: f
 arguments, error and watch-event payloads), answers them all, and writes the replies (and the
 watch events they caused, queued before the reply as C does) in one ``transport.write``.
 
+The sockets listen with a backlog of 1, as C's and oxenstored's do.
+
 A connection that sends a frame announcing more than 4096 payload bytes is closed at once with
 no reply to it (the requests before it are answered), as C does; one that disconnects mid-frame
 is forgotten. Other clients are not affected.
@@ -59,6 +61,10 @@ _OP_ERROR = int(XsOp.ERROR)
 _OP_READ = int(XsOp.READ)
 _OP_WATCH_EVENT = int(XsOp.WATCH_EVENT)
 _E2BIG = error_payload("E2BIG")
+# Both real daemons listen with a backlog of 1 (``ss -xl``): a non-blocking connect while one
+# connection waits to be accepted fails with EAGAIN. asyncio's default of 100 would hide a
+# client that does not wait for room, as aiovirt's once did not.
+LISTEN_BACKLOG = 1
 
 # Ops that are refused to unprivileged (guest) connections, as C's XS_FLAG_PRIV.
 _PRIVILEGED_OPS = frozenset({XsOp.CONTROL, XsOp.INTRODUCE, XsOp.RELEASE,
@@ -466,7 +472,8 @@ class XenStored:
                     continue
                 _remove_stale_socket(path)
                 server = await loop.create_unix_server(
-                    functools.partial(_XsProtocol, self, read_only), path)
+                    functools.partial(_XsProtocol, self, read_only), path,
+                    backlog=LISTEN_BACKLOG)
                 self._servers.append(server)
                 os.chmod(path, 0o600 if not read_only else 0o660)
         except BaseException:

@@ -1,4 +1,5 @@
-"""Run Debian's real C xenstored (Xen 4.17) here, without a hypervisor, as a test peer.
+"""Run Debian's real xenstore daemons (Xen 4.17: C xenstored, OCaml oxenstored) here, without a
+hypervisor, as test peers.
 
 The daemon is started with an ``LD_PRELOAD`` stub (``xsstub.c`` next to this file) that fakes
 the few Xen library calls and ``/proc/xen/xsd_*`` files it needs. The stub is compiled with gcc
@@ -16,6 +17,11 @@ Use from a test::
 
 or from any conftest: ``from tests.support.real_xenstored import real_xenstored_socket``
 (a fixture yielding the socket path of a fresh daemon).
+
+:func:`real_oxenstored` does the same for the OCaml daemon (XenServer's and XCP-ng's). It
+always serves ``/var/run/xenstored/socket``, so it runs in its own mount namespace
+(``unshare -m``, root only) with ``directory`` bind-mounted over ``/var/run/xenstored``; its
+socket is then ``directory/socket`` for everyone outside, and several can run at once.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ import pytest
 from tests.support.interop import require
 
 XENSTORED = Path(os.environ.get("AIOVIRT_REAL_XENSTORED", "/usr/lib/xen-4.17/bin/xenstored"))
+OXENSTORED = Path(os.environ.get("AIOVIRT_REAL_OXENSTORED",
+                                 "/usr/lib/xen-4.17/bin/oxenstored"))
+OXENSTORED_CONF = Path("/etc/xen/oxenstored.conf")
 STUB_SOURCE = Path(__file__).with_name("xsstub.c")
 XEN_HEADERS = ("xenctrl.h", "xenevtchn.h", "xengnttab.h")
 START_TIMEOUT = 10.0
@@ -113,6 +122,36 @@ def real_xenstored_available() -> str | None:
     return None
 
 
+_unshare_error: list[str | None] = []
+
+
+def _unshare_works() -> str | None:
+    """Return why a private mount namespace cannot be made here, or None (checked once)."""
+    if not _unshare_error:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            _unshare_error.append("unshare is not installed (Debian package util-linux)")
+        else:
+            try:
+                proc = subprocess.run([unshare, "-m", "true"], capture_output=True, text=True,
+                                      timeout=30, check=False)
+            except (OSError, subprocess.SubprocessError) as exc:
+                _unshare_error.append(f"unshare -m failed: {exc}")
+            else:
+                _unshare_error.append(None if proc.returncode == 0 else
+                                      f"unshare -m failed (root needed): {proc.stderr.strip()}")
+    return _unshare_error[0]
+
+
+def real_oxenstored_available() -> str | None:
+    """Return why oxenstored cannot run here, or None when it can."""
+    if not OXENSTORED.is_file() or not os.access(OXENSTORED, os.X_OK):
+        return f"{OXENSTORED} is not installed (Debian package xen-utils-4.17)"
+    if not OXENSTORED_CONF.is_file():
+        return f"{OXENSTORED_CONF} is missing (Debian package xen-utils-4.17)"
+    return real_xenstored_available() or _unshare_works()
+
+
 def require_real_xenstored() -> None:
     """Skip the calling test (fail under AIOVIRT_REQUIRE_INTEROP=1) unless C xenstored can run."""
     reason = real_xenstored_available()
@@ -184,6 +223,71 @@ def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True) -> 
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(sock)
+
+
+def _oxenstored_config(workdir: Path) -> Path:
+    """Write oxenstored's configuration: Debian's, with every file it writes under ``workdir``."""
+    kva = workdir / "xsd_kva"
+    kva.write_bytes(bytes(4096))
+    port = workdir / "xsd_port"
+    port.write_text("1")  # no newline: the daemon's int_of_string refuses one
+    overrides = {
+        "pid-file": workdir / "oxenstored.pid",
+        "xenstored-kva": kva,
+        "xenstored-port": port,
+        "xenstored-log-file": workdir / "oxenstored.log",
+        "access-log-file": workdir / "oxenstored-access.log",
+    }
+    lines = []
+    for line in OXENSTORED_CONF.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key not in overrides:
+            lines.append(line)
+    lines += [f"{key} = {value}" for key, value in overrides.items()]
+    conf = workdir / "oxenstored.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+@contextlib.contextmanager
+def real_oxenstored(directory: str | os.PathLike[str]) -> Iterator[str]:
+    """Start oxenstored serving ``directory/socket`` (see the module's doc); yield that path.
+
+    Its log and configuration are kept in ``directory``; it is killed with SIGKILL at exit.
+    ``directory`` must be short enough for a unix socket path.
+    """
+    reason = real_oxenstored_available()
+    if reason is not None:
+        raise RuntimeError(reason)
+    stub = _stub_cache[cache_dir()]
+    rundir = Path(directory)
+    rundir.mkdir(parents=True, exist_ok=True)
+    sock = str(rundir / "socket")
+    if len(sock.encode()) > _SOCKET_PATH_MAX:
+        raise RuntimeError(f"{sock} is too long for a unix socket path")
+    workdir = rundir / "oxenstored"
+    workdir.mkdir(exist_ok=True)
+    conf = _oxenstored_config(workdir)
+    env = dict(os.environ)
+    env.update(LD_PRELOAD=str(stub), XSSTUB_IGNORE_SETRLIMIT="1")
+    script = ('mount --make-rprivate / && mkdir -p /var/run/xenstored && '
+              'mount --bind "$1" /var/run/xenstored && exec "$2" --no-fork --config-file "$3"')
+    args = [shutil.which("unshare") or "unshare", "-m", "sh", "-c", script, "sh",
+            str(rundir), str(OXENSTORED), str(conf)]
+    log = workdir / "stdout.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=str(workdir))
+    try:
+        _wait_for_socket(sock, proc, log)
+        yield sock
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for leftover in (sock, str(rundir / "db")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
 
 @pytest.fixture

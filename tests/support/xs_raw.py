@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Self
 
+from aiovirt.backends.xenstore import _connect_unix
 from aiovirt.protocol.xs_wire import FrameDecoder, Message
 
 
@@ -23,8 +24,11 @@ class RawXsConnection:
 
     @classmethod
     async def open(cls, path: str) -> Self:
-        """Connect to the daemon listening at ``path``."""
-        reader, writer = await asyncio.open_unix_connection(path)
+        """Connect to the daemon listening at ``path`` (waiting, as the client does, while its
+        one-slot listen backlog is full: asyncio alone would hand back an unconnected socket)."""
+        async with asyncio.timeout(10.0):
+            sock = await _connect_unix(path)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
         return cls(reader, writer)
 
     async def read_frames(self) -> list[Message] | None:

@@ -6,13 +6,19 @@
  * domains up. Here every domain "exists", event channels are numbers that never fire, the
  * ring page is anonymous memory, and the two xenfs files are memfds. Socket clients then
  * get the real daemon's behaviour. Built by tests/support/real_xenstored.py.
+ *
+ * The OCaml oxenstored also raises its open-files limit at start and stops when the sandbox
+ * refuses: with XSSTUB_IGNORE_SETRLIMIT=1 in the environment, setrlimit() succeeds and does
+ * nothing.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <xenctrl.h>
@@ -145,4 +151,33 @@ int open(const char *path, int flags, ...)
     if (real_open == NULL)
         real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
     return real_open(path, flags, mode);
+}
+
+static int (*real_setrlimit)(__rlimit_resource_t, const struct rlimit *);
+static int (*real_setrlimit64)(__rlimit_resource_t, const struct rlimit64 *);
+
+static int ignore_setrlimit(void)
+{
+    const char *v = getenv("XSSTUB_IGNORE_SETRLIMIT");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+int setrlimit(__rlimit_resource_t resource, const struct rlimit *rlim)
+{
+    if (ignore_setrlimit())
+        return 0;
+    if (real_setrlimit == NULL)
+        real_setrlimit = (int (*)(__rlimit_resource_t, const struct rlimit *))
+            dlsym(RTLD_NEXT, "setrlimit");
+    return real_setrlimit(resource, rlim);
+}
+
+int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rlim)
+{
+    if (ignore_setrlimit())
+        return 0;
+    if (real_setrlimit64 == NULL)
+        real_setrlimit64 = (int (*)(__rlimit_resource_t, const struct rlimit64 *))
+            dlsym(RTLD_NEXT, "setrlimit64");
+    return real_setrlimit64(resource, rlim);
 }

@@ -1,7 +1,9 @@
-"""Fixtures: a xenstore daemon (the simulated node's, or the real C xenstored) and a client.
+"""Fixtures: a xenstore daemon (the simulated node's, the real C xenstored or the real OCaml
+oxenstored) and a client.
 
-``daemon`` is parametrized over ``["sim", "real"]``: every test that uses it runs against both.
-A daemon can be killed and started again on the same socket path (the reconnect tests).
+``daemon`` is parametrized over ``["sim", "real", "oxenstored"]``: every test that uses it runs
+against all three ("real" is the C daemon, the reference the simulation follows). A daemon can
+be killed and started again on the same socket path (the reconnect tests).
 """
 
 from __future__ import annotations
@@ -61,6 +63,34 @@ class SimDaemon(Daemon):
             await server.close()
 
 
+class OxenstoredDaemon(Daemon):
+    """Debian's OCaml oxenstored 4.17 (XenServer's, XCP-ng's) in its own mount namespace."""
+
+    kind = "oxenstored"
+
+    def __init__(self, directory: str) -> None:
+        from tests.support.real_xenstored import real_oxenstored, real_oxenstored_available
+
+        reason = real_oxenstored_available()
+        require(reason is None, reason or "")
+        self._factory = real_oxenstored
+        self._dir = directory
+        self.path = f"{directory}/socket"
+        self.ro_path = None
+        self._cm: contextlib.AbstractContextManager[str] | None = None
+
+    async def start(self) -> None:
+        cm = self._factory(self._dir)
+        path = await asyncio.to_thread(cm.__enter__)
+        assert path == self.path, (path, self.path)
+        self._cm = cm
+
+    async def kill(self) -> None:
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
 class RealDaemon(Daemon):
     """Debian's C xenstored 4.17 under the tests' LD_PRELOAD stub, in a subprocess."""
 
@@ -95,10 +125,12 @@ def short_dir(short_dir: Path) -> str:
     return str(short_dir)
 
 
-@pytest.fixture(params=["sim", "real"])
+@pytest.fixture(params=["sim", "real", "oxenstored"])
 async def daemon(request: pytest.FixtureRequest, short_dir: str) -> AsyncIterator[Daemon]:
     """Yield a running xenstore daemon of each kind."""
-    d: Daemon = SimDaemon(short_dir) if request.param == "sim" else RealDaemon(short_dir)
+    kinds: dict[str, type[Daemon]] = {"sim": SimDaemon, "real": RealDaemon,
+                                      "oxenstored": OxenstoredDaemon}
+    d = kinds[request.param](short_dir)  # type: ignore[call-arg]
     await d.start()
     try:
         yield d
@@ -120,9 +152,9 @@ def base() -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that run against the real C xenstored as interop tests."""
+    """Mark the tests that run against a real daemon as interop tests."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("daemon") == "real":
+        if callspec is not None and callspec.params.get("daemon") in ("real", "oxenstored"):
             item.add_marker(pytest.mark.interop)
 

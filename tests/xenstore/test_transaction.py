@@ -114,7 +114,8 @@ async def test_run_transaction_gives_up_after_retries(xs: XenStoreClient, base: 
         nonlocal attempts
         attempts += 1
         await t.read(path)
-        await xs.write(path, str(attempts))  # outside the tx: guaranteed conflict
+        await xs.write(path, str(attempts))  # outside the tx
+        await t.write(path, "mine")  # read, changed outside, written: a conflict on every daemon
 
     with pytest.raises(XenStoreError) as info:
         await xs.run_transaction(conflicting, retries=3)

@@ -20,9 +20,9 @@ async def test_oversized_reply_header_fails_the_connection_after_earlier_replies
         got: list[int] = []
         while len(got) < 2:
             got += [m.req_id for m in decoder.feed(await reader.read(4096))]
-        # The first reply is sound; the header after it announces 1 MiB.
+        # The first reply is sound; the header after it announces 64 MiB.
         writer.write(encode(XsOp.READ, got[0], 0, b"v")
-                     + struct.pack("=IIII", XsOp.READ, got[1], 0, 1 << 20))
+                     + struct.pack("=IIII", XsOp.READ, got[1], 0, 1 << 26))
         await writer.drain()
         await reader.read()  # until the client hangs up
 
@@ -34,7 +34,7 @@ async def test_oversized_reply_header_fails_the_connection_after_earlier_replies
         assert first == b"v"
         assert isinstance(second, XenStoreError)
         assert second.code == ErrorNumber.RPC
-        assert "1048576-byte payload" in str(second)
+        assert "67108864-byte payload" in str(second)
         assert not xs.connected
         with pytest.raises(XenStoreError) as info:
             await xs.read("/a")
