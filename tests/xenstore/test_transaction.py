@@ -8,6 +8,7 @@ import pytest
 
 import aiovirt.xenstore as xenstore
 from aiovirt.errors import ErrorNumber, VirtError
+from aiovirt.protocol.xs_wire import XsOp
 from aiovirt.xenstore import XenStoreClient, XenStoreError, XenStoreTransaction
 from tests.xenstore.conftest import Daemon
 
@@ -16,7 +17,7 @@ async def _tx_is_gone(xs: XenStoreClient, tx_id: int) -> bool:
     """Return True when the daemon no longer knows ``tx_id`` (a READ of / with it fails)."""
     link = xs._link
     assert link is not None
-    fut = link.submit(2, b"/\0", tx_id, "/", 5.0)
+    fut = link.submit(XsOp.READ, b"/\0", tx_id, "/", 5.0)
     assert fut is not None
     try:
         await fut
@@ -169,8 +170,8 @@ async def test_cancelled_start_ends_the_transaction_the_daemon_opened(
             await t.abort()
     await xs.read("/")  # a round trip: the orphan ENDs went out before it
     await xs.read("/")
-    ended = [tx for op, tx, payload in sent if op == 7 and payload == b"F\0"]
-    starts = [op for op, _, _ in sent if op == 6]
+    ended = [tx for op, tx, payload in sent if op == XsOp.TRANSACTION_END and payload == b"F\0"]
+    starts = [op for op, _, _ in sent if op == XsOp.TRANSACTION_START]
     assert len(starts) >= 3  # (a task cancelled before its first step sends nothing)
     assert len(ended) == len(starts)
     link._enqueue = enqueue  # type: ignore[method-assign]
