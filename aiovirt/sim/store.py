@@ -34,7 +34,8 @@ What is emulated from C 4.17 (facts in ``xenstore-wire.md``):
   ancestor the caller cannot reach is EACCES, not ENOENT; new nodes copy the parent's list and
   a guest creator becomes the owner; a guest may not change the owner (EPERM).
 
-Where it still differs from C, and why (every domain taken to exist, no guest quotas, ...):
+Guests get C's default watch, transaction, permission-count and node-size quotas. Where it still
+differs from C, and why (every domain taken to exist, the other quotas, ...):
 ``docs/simulator.md``, "How its xenstore daemon differs from the real one".
 """
 
@@ -73,6 +74,12 @@ _PERM_WRITE = int(PermAccess.WRITE)
 _PERM_OWNER = 4
 _PERM_ALL = _PERM_READ | _PERM_WRITE | _PERM_OWNER
 _DOM0_ONLY = (Perm(0, PermAccess.NONE),)
+# C 4.17's default quotas for unprivileged domains (xenstored_core.c).
+QUOTA_WATCHES = 128
+QUOTA_TRANSACTIONS = 10
+QUOTA_PERMS = 5
+QUOTA_NODE_SIZE = 2048
+_RECORD_HEADER = 24  # sizeof(struct xs_tdb_record_hdr); each perm entry is 8 bytes
 
 #: Called with (event path, token) for every event a session's watches produce.
 EventSink = Callable[[str, str], None]
@@ -129,6 +136,7 @@ class Transaction:
     id: int
     session: Session
     accessed: dict[str, _Access] = field(default_factory=dict)
+    failed: bool = False  # a write in it failed: its commit answers ENOMEM, as C's does
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,8 +596,29 @@ class XenStoreDB:
         if node is None:
             self._create(session, tx, path, value)
             return
+        if self._too_big(session, node.perms, value, node.children):
+            self._write_failed(tx, 1)
         node.value = value
         self._put(session, tx, path, node, fire=True)
+
+    def _too_big(self, session: Session, perms: tuple[Perm, ...], value: bytes,
+                 children: dict[str, None]) -> bool:
+        """C's node size quota: a guest's node record (header, perms, value, child names)
+        must stay under 2048 bytes."""
+        if session.privileged:
+            return False
+        size = _RECORD_HEADER + 8 * len(perms) + len(value)
+        size += sum(len(name.encode("utf-8", "surrogateescape")) + 1 for name in children)
+        return size >= QUOTA_NODE_SIZE
+
+    def _write_failed(self, tx: Transaction | None, attempts: int) -> None:
+        # C bumps the generation for each write it attempted, undoes what it wrote, and
+        # marks a transaction failed (its commit answers ENOMEM).
+        for _ in range(attempts):
+            self._next_generation()
+        if tx is not None:
+            tx.failed = True
+        raise StoreError("ENOSPC", "node over the size quota")
 
     def op_mkdir(self, session: Session, tx: Transaction | None, path: str) -> None:
         """Create ``path`` (and ancestors) with an empty value; an existing node is left alone."""
@@ -612,6 +641,14 @@ class XenStoreDB:
         perms = parent.perms
         if not session.privileged:
             perms = (Perm(session.domid, perms[0].access), *perms[1:])
+        if not session.privileged:  # each write's size quota, bottom-up, before any write
+            for k in range(len(missing)):
+                kids = {missing[k - 1].rsplit("/", 1)[1]: None} if k else {}
+                if self._too_big(session, perms, value if k == 0 else b"", kids):
+                    self._write_failed(tx, k + 1)
+            kids = {**parent.children, missing[-1].rsplit("/", 1)[1]: None}
+            if self._too_big(session, parent.perms, parent.value, kids):
+                self._write_failed(tx, len(missing) + 1)
         # Build top-down, write bottom-up as C does (the deepest node gets the lowest gen).
         created: list[tuple[str, Node]] = []
         for name in reversed(missing):
@@ -674,6 +711,8 @@ class XenStoreDB:
         parsed as C does, before the path is looked at."""
         if len(args) < 2:
             raise StoreError("EINVAL", "SET_PERMS needs a path and perms")
+        if not session.privileged and len(args) - 1 > QUOTA_PERMS:
+            raise StoreError("ENOSPC", f"more than {QUOTA_PERMS} permission entries")
         perms = tuple(parse_perm(text) for text in args[1:])
         self.op_set_perms(session, tx, args[0], perms)
 
@@ -693,6 +732,8 @@ class XenStoreDB:
         node = self._get_node(session, tx, path, _PERM_WRITE | _PERM_OWNER)
         if not session.privileged and perms[0].domid != node.perms[0].domid:
             raise StoreError("EPERM", f"{path}: a guest may not change the owner")
+        if self._too_big(session, perms, node.value, node.children):
+            self._write_failed(tx, 1)
         old = node.perms
         node.perms = perms
         self._put(session, tx, path, node, fire=True, old_perms=old)
@@ -714,6 +755,10 @@ class XenStoreDB:
         key = (path, token)
         if key in session.watches:
             raise StoreError("EEXIST", f"watch {path} {token}")
+        if not session.privileged and sum(
+                len(s.watches) for s in self._sessions.values()
+                if s.domid == session.domid and not s.privileged) > QUOTA_WATCHES:
+            raise StoreError("E2BIG", f"domain {session.domid} is over its watch quota")
         self._watch_seq += 1
         watch = Watch(path, token, strip, self._watch_seq)
         session.watches[key] = watch
@@ -746,6 +791,8 @@ class XenStoreDB:
         """Open a transaction and return its id (EBUSY inside a transaction)."""
         if tx is not None:
             raise StoreError("EBUSY", "nested transaction")
+        if not session.privileged and len(session.transactions) > QUOTA_TRANSACTIONS:
+            raise StoreError("ENOSPC", "over the transaction quota")  # C lets an 11th through
         self._next_generation()
         tx_id = session.next_tx_id
         while tx_id == 0 or tx_id in session.transactions:
@@ -762,6 +809,8 @@ class XenStoreDB:
         session.transactions.pop(tx.id, None)
         if not commit:
             return
+        if tx.failed:
+            raise StoreError("ENOMEM", f"transaction {tx.id} failed earlier")
         nodes = self._nodes
         for path, acc in tx.accessed.items():
             if acc.check_generation is None:

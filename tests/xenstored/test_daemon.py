@@ -329,6 +329,40 @@ async def test_guest_permissions_are_enforced(daemon: Daemon, xs: RawClient) -> 
     assert await guest.err(O.CONTROL, b"check\0") == "EACCES"
 
 
+async def test_guest_quotas(daemon: Daemon, xs: RawClient) -> None:
+    # C 4.17's defaults for unprivileged domains; dom0's socket has none of them.
+    await xs.ok(O.WRITE, b"/local/domain/5\0")
+    await xs.ok(O.SET_PERMS, b"/local/domain/5\0n5\0")
+    guest = await _as_guest(daemon, 5)
+    for i in range(129):  # C compares the count before adding with '>': 129 fit
+        await guest.ok(O.WATCH, f"w{i}\0t\0".encode())
+        assert await guest.event() == (f"w{i}", "t")
+    assert await guest.err(O.WATCH, b"w129\0t\0") == "E2BIG"
+    await guest.ok(O.RESET_WATCHES, b"\0")
+    ids = [await guest.tx_start() for _ in range(11)]  # '>' again: an 11th gets through
+    assert await guest.err(O.TRANSACTION_START, b"\0") == "ENOSPC"
+    for tx in ids:
+        await guest.ok(O.TRANSACTION_END, b"F\0", tx=tx)
+    four = b"r1\0r2\0r3\0r4\0"
+    assert await guest.err(O.SET_PERMS, b"data\0n5\0" + four) == "ENOENT"  # 5 entries fit
+    assert await guest.err(O.SET_PERMS, b"data\0n5\0" + four + b"r6\0") == "ENOSPC"
+    # The node record (24-byte header, 8 per perm, value, child names) must stay under 2048.
+    assert await guest.err(O.WRITE, b"big\0" + b"x" * 2016) == "ENOSPC"
+    assert await guest.err(O.READ, b"big\0") == "ENOENT"
+    await guest.ok(O.WRITE, b"big\0" + b"x" * 2015)
+    assert await guest.err(O.WRITE, b"big\0" + b"x" * 2016) == "ENOSPC"
+    assert len(await guest.ok(O.READ, b"big\0")) == 2015
+    assert await guest.err(O.WRITE, b"big/child\0") == "ENOSPC"  # the parent would grow
+    assert await guest.ok(O.DIRECTORY, b"big\0") == b""
+    await xs.ok(O.WRITE, b"/local/domain/5/big\0" + b"x" * 4000)  # dom0 is not limited
+    # In a transaction the failed write dooms the commit, as in C.
+    tx = await guest.tx_start()
+    assert await guest.err(O.WRITE, b"big\0" + b"x" * 2016, tx=tx) == "ENOSPC"
+    await guest.ok(O.WRITE, b"small\0v", tx=tx)
+    assert await guest.err(O.TRANSACTION_END, b"T\0", tx=tx) == "ENOMEM"
+    assert await guest.err(O.READ, b"small\0") == "ENOENT"
+
+
 async def test_owner_entry_default_and_privileged_creator_keeps_owner(xs: RawClient) -> None:
     await xs.ok(O.WRITE, b"/o\0")
     await xs.ok(O.SET_PERMS, b"/o\0b7\0r9\0")
