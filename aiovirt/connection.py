@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
@@ -34,6 +33,8 @@ from aiovirt.backends.hypervisor import Hypervisor
 from aiovirt.backends.xend import XendClient
 from aiovirt.backends.xenstore import XenStoreClient, connect, default_socket_path
 from aiovirt.errors import ErrorDomain, ErrorHandler, ErrorNumber, VirtError, report, reporting
+from aiovirt.events import DEFAULT_QUEUE_SIZE, EventStream, check_interval
+from aiovirt.events.source import EventSource
 from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol.states import DomainState
 from aiovirt.routing.hypervisor import HypervisorRoutes
@@ -109,6 +110,7 @@ class Connection:
         self._last_error: VirtError | None = None
         self._error_handler: tuple[ErrorHandler, Any] | None = None
         self.sim_node: Any = None
+        self._events: EventSource | None = None  # created by the first events() consumer
 
     def __repr__(self) -> str:
         mode = " read-only" if self._read_only else ""
@@ -222,9 +224,8 @@ class Connection:
             xend, xs, hv = self._xend, self._xs, self._hv
             self._xend = self._xs = self._hv = None
             try:
-                events = sys.modules.get("aiovirt.events")
-                if events is not None:  # end open event streams now, not at their next poll
-                    await events.close_event_sources(self)
+                if self._events is not None:  # end open event streams now, not at a poll
+                    await self._events.close()
                 await self._router.close()
                 closers = [b.close() for b in (hv, xs, xend) if b is not None]
                 results = await asyncio.gather(*closers, return_exceptions=True)
@@ -490,12 +491,21 @@ class Connection:
         self._check_writable("restore a domain")
         await self._router.restore(self._absolute(path))
 
-    def events(self, *args: Any, **kwargs: Any) -> Any:
-        """Return an async iterator of the node's domain lifecycle events (see aiovirt.events)."""
-        self._check_open()
-        from aiovirt.events import domain_events
+    def events(self, *, interval: float = 1.0,
+               queue_size: int = DEFAULT_QUEUE_SIZE) -> EventStream:
+        """Return a stream of the node's domain lifecycle events (see :mod:`aiovirt.events`).
 
-        return domain_events(self, *args, **kwargs)
+        ``interval`` (seconds) is how often the domain list is polled for what no watch
+        announces; ``queue_size`` bounds this consumer's backlog (then OVERFLOW).
+        """
+        self._check_open()
+        return EventStream(self._event_source(), queue_size, check_interval(interval))
+
+    def _event_source(self) -> EventSource:
+        """Return this connection's event source (created on first use, closed with it)."""
+        if self._events is None:
+            self._events = EventSource(self)
+        return self._events
 
 
 async def _failed(dom: Domain, err: VirtError) -> None:

@@ -9,7 +9,8 @@ import pytest
 
 import aiovirt
 from aiovirt.connection import Connection
-from aiovirt.events import _SOURCES, DomainEvent, EventKind, EventStream, domain_events
+from aiovirt.events import DomainEvent, EventKind, EventStream, domain_events
+from aiovirt.events.source import EventSource
 from aiovirt.sim.node import SimNode
 from aiovirt.sim.xend_views import config_sxpr
 from tests.events.conftest import wait_until
@@ -32,6 +33,21 @@ CREATE_XML = """<domain type='xen'>
 async def next_event(stream: EventStream, limit: float = 5.0) -> DomainEvent:
     async with asyncio.timeout(limit):
         return await anext(stream)
+
+
+def source_of(conn: Connection) -> EventSource:
+    """The connection's own event source (it creates it on first use and owns it)."""
+    source = conn._events
+    assert source is not None
+    return source
+
+
+def watching(conn: Connection) -> bool:
+    return conn._events is not None and conn._events.watching
+
+
+def running(conn: Connection) -> bool:
+    return conn._events is not None and conn._events.running
 
 
 async def expect(stream: EventStream, name: str, kind: EventKind, detail: str | None = None,
@@ -112,7 +128,8 @@ async def test_creation_pause_is_not_reported_but_a_lasting_pause_is(
 async def test_every_consumer_gets_every_event(conn: Connection) -> None:
     async with conn.events(interval=INTERVAL) as first, \
             conn.events(interval=INTERVAL) as second:
-        assert len({id(s) for s in _SOURCES.values()}) == 1  # one shared source
+        # one source, owned by the connection, serves both
+        assert first._source is second._source is source_of(conn)
         for name in ("vm1", "vm2", "vm3"):
             await (await conn.lookup_by_name(name)).destroy()
         got_first = [await next_event(first) for _ in range(3)]
@@ -145,7 +162,7 @@ async def test_leaving_the_loop_releases_the_watches(node: SimNode, conn: Connec
     before = daemon.connection_count
 
     async def destroy_once_watching() -> None:
-        await wait_until(lambda: conn in _SOURCES and _SOURCES[conn]._ready.is_set())
+        await wait_until(lambda: watching(conn))
         await (await conn.lookup_by_name("vm1")).destroy()
 
     actor = asyncio.create_task(destroy_once_watching())
@@ -155,7 +172,7 @@ async def test_leaving_the_loop_releases_the_watches(node: SimNode, conn: Connec
         break
     await actor
     # a bare `break` drops the stream; the source notices and stops
-    await wait_until(lambda: conn not in _SOURCES)
+    await wait_until(lambda: not running(conn))
     await wait_until(lambda: daemon.connection_count == before)
 
 
@@ -164,7 +181,7 @@ async def test_async_with_exit_releases_the_watches(node: SimNode, conn: Connect
     before = daemon.connection_count
     async with conn.events(interval=INTERVAL):
         assert daemon.connection_count == before + 1
-    assert conn not in _SOURCES
+    assert not running(conn)
     await wait_until(lambda: daemon.connection_count == before)
 
 
@@ -172,7 +189,7 @@ async def test_after_a_xenstore_reconnect_what_changed_meanwhile_is_reported(
         node: SimNode, conn: Connection) -> None:
     # A long interval: only the resynchronisation can report the change in time.
     async with domain_events(conn, interval=60) as events:
-        source = _SOURCES[conn]
+        source = source_of(conn)
         node.destroy("vm1")
         await expect(events, "vm1", EventKind.STOPPED, "destroyed")
         await wait_until(lambda: source.idle)
@@ -220,7 +237,7 @@ async def test_closing_the_sources_ends_every_stream(conn: Connection) -> None:
         await close_event_sources(conn)
         with pytest.raises(StopAsyncIteration):
             await next_event(events)
-    assert conn not in _SOURCES
+    assert not running(conn)
 
 
 async def test_closing_the_connection_ends_its_streams_at_once(node: SimNode) -> None:
@@ -230,11 +247,11 @@ async def test_closing_the_connection_ends_its_streams_at_once(node: SimNode) ->
     # A long interval: the stream must end because the connection closed, not at a poll.
     async with conn.events(interval=60.0) as events:
         reader = asyncio.create_task(next_event(events, limit=2.0))
-        await wait_until(lambda: conn in _SOURCES and _SOURCES[conn]._ready.is_set())
+        await wait_until(lambda: watching(conn))
         await conn.close()
         with pytest.raises(StopAsyncIteration):
             await reader
-    assert conn not in _SOURCES
+    assert not running(conn)
     await wait_until(lambda: daemon.connection_count == before)
 
 
@@ -251,3 +268,22 @@ async def test_state_from_before_the_stream_began_is_not_reported(
         await vm1.resume()
         await expect(events, "vm1", EventKind.RESUMED, "unpaused")
         assert events.get_nowait() is None
+
+
+async def test_each_connection_owns_its_source_and_a_closed_one_refuses_events(
+        node: SimNode) -> None:
+    from aiovirt.errors import VirtError
+
+    async with aiovirt.open(node.uri) as one, aiovirt.open(node.uri) as two:
+        async with one.events(interval=INTERVAL) as first, \
+                two.events(interval=INTERVAL) as second:
+            assert first._source is source_of(one)
+            assert second._source is source_of(two)
+            assert source_of(one) is not source_of(two)
+            await two.close()
+            with pytest.raises(StopAsyncIteration):  # the closed connection's stream ended
+                await next_event(second)
+            node.destroy("vm1")  # the other connection's stream goes on
+            await expect(first, "vm1", EventKind.STOPPED, "destroyed")
+        with pytest.raises(VirtError):
+            two.events()

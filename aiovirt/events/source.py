@@ -1,0 +1,435 @@
+"""The event source of one connection: it watches xenstore, scans the node, and fans out.
+
+A :class:`~aiovirt.connection.Connection` creates its :class:`EventSource` on first use and
+closes it (cancelling and awaiting its tasks) when it closes. The source watches only while it
+has consumers: the first consumer starts a *run* (a xenstore watch connection, a scan task and
+a fresh :class:`~aiovirt.events.diff.LifecycleDiff`), the last one to leave stops it.
+
+The watch connection is a :class:`~aiovirt.backends.xenstore.XenStoreClient` with
+``reconnect=True``: when xenstored goes away the client dials again and re-registers the
+watches itself, and each watch yields an event flagged ``reconnected``. The source answers
+such an event (and an ``overflowed`` one) with a rescan, so what changed while nobody watched
+is reported then, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiovirt.backends.xenstore import WatchEvent, XenStoreClient
+from aiovirt.backends.xenstore import connect as xenstore_connect
+from aiovirt.errors import ErrorNumber, VirtError
+from aiovirt.events.diff import LifecycleDiff, Seen
+from aiovirt.events.kinds import DomainEvent
+from aiovirt.events.reading import NodeReader, node_reader
+
+if TYPE_CHECKING:
+    from aiovirt.connection import Connection
+    from aiovirt.domain import Domain
+    from aiovirt.events.stream import EventStream
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EventSource", "ScanListener"]
+
+# After a scan that found a domain without a name yet, or inside its creation pause.
+_RECHECK_DELAY = 0.1
+
+
+class ScanListener(Protocol):
+    """A consumer that wants every scan's full result (the domain table), not only events."""
+
+    interval: float
+
+    def _scanned(self, known: Iterable[tuple[Domain, Seen]], confirmed_at: float) -> None: ...
+
+    def _fail(self, exc: BaseException | None) -> None: ...
+
+
+class _Run:
+    """One period of watching, from the first consumer to the last: its tasks and state."""
+
+    def __init__(self, reader: NodeReader) -> None:
+        self.reader = reader
+        self.diff: LifecycleDiff[Domain] = LifecycleDiff()
+        self.kick = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.watching = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.recheck: asyncio.TimerHandle | None = None
+        self.failure: BaseException | None = None
+        self.idle = False
+        self.stopping = False
+
+
+class EventSource:
+    """The one producer of events for a connection; fans every event out to its consumers."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        # weak: a stream dropped without aclose() (a bare ``break``) must be collectable
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._listeners: set[ScanListener] = set()
+        self._run: _Run | None = None
+        self._stoppers: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.scans = 0
+        self.watch_firings = 0
+        self.reconnects = 0
+
+    # -- what tests and diagnostics read ----------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Return True while the source watches the node (it has consumers)."""
+        return self._run is not None
+
+    @property
+    def watching(self) -> bool:
+        """Return True once the current run has taken its baseline."""
+        return self._run is not None and self._run.ready.is_set()
+
+    @property
+    def idle(self) -> bool:
+        """Return True when no scan is running or due (all changes seen so far are reported)."""
+        run = self._run
+        return run is not None and run.idle and not run.kick.is_set()
+
+    @property
+    def interval(self) -> float:
+        """Return the poll interval: the shortest any current consumer asked for."""
+        consumers: list[Any] = [*self._streams, *self._listeners]
+        return min((c.interval for c in consumers), default=1.0)
+
+    # -- consumers ------------------------------------------------------------------------------
+
+    def subscribe(self, consumer: EventStream) -> None:
+        """Add an event stream; the first consumer starts watching."""
+        self._check_open()
+        self._streams.add(consumer)
+        self._start_if_needed()
+
+    def listen(self, listener: ScanListener) -> None:
+        """Add a scan listener (a domain table); it keeps the source watching like a stream."""
+        self._check_open()
+        self._listeners.add(listener)
+        self._start_if_needed()
+
+    async def unsubscribe(self, consumer: EventStream | ScanListener) -> None:
+        """Remove a consumer; after the last one, stop watching and release the watches."""
+        self._streams.discard(consumer)  # type: ignore[arg-type]
+        self._listeners.discard(consumer)
+        if not self._streams and not self._listeners and self._run is not None:
+            await self._stop(self._run, None)
+
+    def unsubscribe_soon(self, stream: EventStream) -> None:
+        """Remove a stream that was dropped without being closed."""
+        self._streams.discard(stream)
+        run = self._run
+        if self._streams or self._listeners or run is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # collected outside the loop (e.g. at interpreter exit)
+            for task in run.tasks:
+                with contextlib.suppress(RuntimeError):  # that loop is closed already
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+            return
+        stopper = loop.create_task(self._stop(run, None), name="aiovirt-events-stop")
+        self._stoppers.add(stopper)
+        stopper.add_done_callback(self._stoppers.discard)
+
+    async def ready(self) -> None:
+        """Wait until the watches are registered and the baseline snapshot is taken."""
+        run = self._run
+        if run is None:
+            raise VirtError(ErrorNumber.OPERATION_FAILED, info="the event source stopped")
+        if run.failure is not None:
+            raise run.failure
+        ready = asyncio.ensure_future(run.ready.wait())
+        try:
+            await asyncio.wait([ready, *run.tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if not run.ready.is_set():
+            if run.failure is not None:
+                raise run.failure
+            raise VirtError(ErrorNumber.OPERATION_FAILED, info="the event source stopped")
+
+    async def stop(self) -> None:
+        """Stop watching now: every consumer's iteration ends; a new consumer starts again."""
+        if self._run is not None:
+            await self._stop(self._run, None)
+        for stopper in list(self._stoppers):
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+
+    async def close(self) -> None:
+        """Stop watching for good (the connection is closing); harmless twice."""
+        self._closed = True
+        await self.stop()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VirtError(ErrorNumber.OPERATION_INVALID,
+                            info="the connection is closed; its events have ended")
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def _start_if_needed(self) -> None:
+        if self._run is not None:
+            return
+        run = _Run(node_reader(self._conn))
+        self._run = run
+        run.tasks.append(asyncio.create_task(self._scan_loop(run), name="aiovirt-events-scan"))
+        if run.reader.xenstore_path is not None:
+            run.tasks.append(asyncio.create_task(self._watch_loop(run),
+                                                 name="aiovirt-events-watch"))
+        else:
+            run.watching.set()
+
+    async def _stop(self, run: _Run, exc: BaseException | None) -> None:
+        """Cancel and await ``run``'s tasks, then end the consumers it served."""
+        if run.stopping:
+            return
+        run.stopping = True
+        if self._run is run:
+            self._run = None
+        if run.recheck is not None:
+            run.recheck.cancel()
+        # The consumers end first: one that subscribes while the tasks wind down starts a
+        # new run and must not be ended with this one.
+        self._end(exc if exc is not None else run.failure)
+        current = asyncio.current_task()
+        tasks = [task for task in run.tasks if task is not current]
+        for task in tasks:
+            task.cancel()
+        await _await_quietly(tasks)
+
+    def _stop_from_inside(self, run: _Run, exc: BaseException | None) -> None:
+        """Stop from one of the run's own tasks: the other tasks are cancelled, not awaited
+        here (the task that called is ending; :meth:`stop` awaits what is left)."""
+        if run.stopping:
+            return
+        run.stopping = True
+        if self._run is run:
+            self._run = None
+        if run.recheck is not None:
+            run.recheck.cancel()
+        current = asyncio.current_task()
+        others = [task for task in run.tasks if task is not current]
+        for task in others:
+            task.cancel()
+        if others:
+            waiter = asyncio.get_running_loop().create_task(
+                _await_quietly(others), name="aiovirt-events-stop")
+            self._stoppers.add(waiter)
+            waiter.add_done_callback(self._stoppers.discard)
+        self._end(exc)
+
+    def _end(self, exc: BaseException | None) -> None:
+        """End every consumer's iteration (raising ``exc`` in it, if given) and forget them."""
+        for stream in list(self._streams):
+            stream._fail(exc)
+        for listener in list(self._listeners):
+            listener._fail(exc)
+        self._streams.clear()
+        self._listeners.clear()
+
+    # -- producing ------------------------------------------------------------------------------
+
+    async def _scan_loop(self, run: _Run) -> None:
+        try:
+            await run.watching.wait()
+            await self._baseline(run)
+            run.ready.set()
+            loop = asyncio.get_running_loop()
+            # Polls run at a fixed rate (a scan's own time does not stretch the period), so a
+            # polled change is reported at most one interval plus one scan after it happened.
+            # A kick (a watch fired) scans at once without moving the next poll.
+            deadline = loop.time() + self.interval
+            while True:
+                run.idle = True
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(deadline):
+                            await run.kick.wait()
+                finally:
+                    run.idle = False
+                now = loop.time()
+                if now >= deadline:
+                    deadline += self.interval
+                    if deadline <= now:  # a slow scan left us behind: start the beat afresh
+                        deadline = now + self.interval
+                run.kick.clear()
+                try:
+                    await self._scan(run)
+                except VirtError as err:
+                    if self._conn.closed:
+                        log.debug("event source: connection closed; ending the streams")
+                        self._stop_from_inside(run, None)
+                        return
+                    log.warning("event scan failed, retrying in %.2fs: %s", self.interval, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            run.failure = exc
+            log.error("event source for %r stopped: %s", self._conn, exc)
+            self._stop_from_inside(run, exc)
+
+    async def _lookups(self, run: _Run, domids: Iterable[int]) -> dict[int, Domain]:
+        ids = list(domids)
+        found = await asyncio.gather(*(self._lookup_quietly(run, d) for d in ids))
+        return {d: dom for d, dom in zip(ids, found, strict=True) if dom is not None}
+
+    async def _lookup_quietly(self, run: _Run, domid: int) -> Domain | None:
+        try:
+            return await run.reader.lookup(domid)
+        except VirtError as err:
+            if err.code != ErrorNumber.NO_DOMAIN:
+                log.debug("event source: lookup of domain %d failed: %s", domid, err)
+            return None
+
+    async def _baseline(self, run: _Run) -> None:
+        scan = await run.reader.scan()
+        run.diff.baseline(scan, await self._lookups(run, [s.domid for s in scan]))
+        self.scans += 1
+        self._tell_listeners(run)
+
+    async def _scan(self, run: _Run) -> None:
+        current = {seen.domid: seen for seen in await run.reader.scan()}
+        self.scans += 1
+        plan = run.diff.plan(current)
+        handles = await self._lookups(run, plan.lookups) if plan.lookups else {}
+        kept = await self._vm_records_kept(run, plan.vm_checks) if plan.vm_checks else set()
+        step = run.diff.apply(current, time.monotonic(), handles, kept)
+        if step.changes:
+            stamp = time.time()
+            for change in step.changes:
+                event = DomainEvent(change.handle, change.kind, change.detail, stamp)
+                for stream in self._streams:
+                    stream._put(event)
+        self._tell_listeners(run)
+        if step.recheck and (run.recheck is None or run.recheck.cancelled()):
+            run.recheck = asyncio.get_running_loop().call_later(_RECHECK_DELAY, _rekick, run)
+
+    def _tell_listeners(self, run: _Run) -> None:
+        if self._listeners:
+            confirmed_at = time.time()
+            for listener in list(self._listeners):
+                listener._scanned(run.diff.known(), confirmed_at)
+
+    async def _vm_records_kept(self, run: _Run, uuids: Iterable[Any]) -> set[Any]:
+        exists = run.reader.exists
+        if exists is None:
+            return set()
+        wanted = list(uuids)
+
+        async def kept(uuid: Any) -> bool:
+            try:
+                return await exists(f"/vm/{uuid}/uuid")
+            except VirtError as err:
+                log.debug("event source: cannot check /vm/%s: %s", uuid, err)
+                return False
+
+        answers = await asyncio.gather(*(kept(u) for u in wanted))
+        return {u for u, yes in zip(wanted, answers, strict=True) if yes}
+
+    # -- watching -------------------------------------------------------------------------------
+
+    async def _watch_loop(self, run: _Run) -> None:
+        path = run.reader.xenstore_path
+        assert path is not None
+        try:
+            xs = await xenstore_connect(path, read_only=True, reconnect=True)
+        except (VirtError, OSError) as exc:
+            self._cannot_watch(run, path, exc)
+            return
+        try:
+            try:
+                async with (
+                    xs.watch("@introduceDomain", "aiovirt-introduce") as introduced,
+                    xs.watch("@releaseDomain", "aiovirt-release") as released,
+                    xs.watch("/local/domain", "aiovirt-store") as store,
+                ):
+                    run.watching.set()
+                    run.kick.set()
+                    await self._pump(run, xs, introduced, released, store)
+            except (VirtError, OSError) as exc:
+                if not run.watching.is_set():
+                    self._cannot_watch(run, path, exc)
+                    return
+                log.error("event source for %r: the xenstore watches at %s ended: %s",
+                          self._conn, path, exc)
+                run.failure = exc
+                self._stop_from_inside(run, exc)
+        finally:
+            await xs.close()
+
+    def _cannot_watch(self, run: _Run, path: str, exc: BaseException) -> None:
+        run.failure = exc
+        log.error("event source for %r cannot watch %s: %s", self._conn, path, exc)
+        self._stop_from_inside(run, exc)
+
+    async def _pump(self, run: _Run, xs: XenStoreClient,
+                    *watches: AsyncIterator[WatchEvent]) -> None:
+        """Merge the watches: a firing kicks a rescan, a reconnect or overflow a resync."""
+        async def drain(it: AsyncIterator[WatchEvent]) -> None:
+            async for event in it:
+                self.watch_firings += 1
+                if event.reconnected:
+                    if xs.reconnects > self.reconnects:
+                        self.reconnects = xs.reconnects
+                        log.info("xenstore at %s is back; resynchronising events", xs.path)
+                    run.kick.set()
+                elif event.overflowed:
+                    run.kick.set()
+                else:
+                    await self._watched(run, xs, event.path)
+
+        tasks = [asyncio.create_task(drain(it)) for it in watches]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise VirtError(ErrorNumber.OPERATION_FAILED, info="a xenstore watch ended")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watched(self, run: _Run, xs: XenStoreClient, path: str) -> None:
+        if path.startswith("@"):
+            run.kick.set()
+            return
+        parts = path.split("/")
+        # /local/domain/<id>/control/shutdown or /local/domain/<id>/memory/target
+        if len(parts) < 6 or not parts[3].isdigit():
+            return
+        leaf = "/".join(parts[4:])
+        if leaf == "control/shutdown":
+            try:
+                value = (await xs.read(path)).decode(errors="replace").strip()
+            except VirtError:
+                return  # removed (the domain is going): the release watch follows
+            if value:
+                run.diff.shutdown_requested(int(parts[3]), value)
+        elif leaf == "memory/target":
+            run.kick.set()
+
+
+def _rekick(run: _Run) -> None:
+    run.recheck = None
+    run.kick.set()
+
+
+async def _await_quietly(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
