@@ -38,10 +38,6 @@ BACKEND_FAMILIES = {
 # Known edges that close a cycle, each removed by a named part of an open issue. Add none
 # without naming the part that removes it.
 ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    # events.py annotates with the face's types while Connection.events() imports it;
-    # issue 10 part 3 (the events package, owned by its Connection) removes both.
-    ("aiovirt.events", "aiovirt.connection"): "issue 10, part 3",
-    ("aiovirt.events", "aiovirt.domain"): "issue 10, part 3",
     # the simulated xend server names the node type (and took its errors from node.py) while
     # the node starts the server; issue 10, part 5 (sim/ split along its seams) removes it.
     ("aiovirt.sim.xend", "aiovirt.sim.node"): "issue 10, part 5",
