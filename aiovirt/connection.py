@@ -35,6 +35,7 @@ from aiovirt.backends.xenstore import XenStoreClient, connect, default_socket_pa
 from aiovirt.errors import ErrorDomain, ErrorHandler, ErrorNumber, VirtError, report, reporting
 from aiovirt.events import DEFAULT_QUEUE_SIZE, EventStream, check_interval
 from aiovirt.events.source import EventSource
+from aiovirt.events.table import DEFAULT_CHANGES_QUEUE, DomainTable
 from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol.states import DomainState
 from aiovirt.routing.hypervisor import HypervisorRoutes
@@ -500,6 +501,21 @@ class Connection:
         """
         self._check_open()
         return EventStream(self._event_source(), queue_size, check_interval(interval))
+
+    def domain_table(self, *, interval: float = 1.0,
+                     queue_size: int = DEFAULT_CHANGES_QUEUE) -> DomainTable:
+        """Return the live table of every domain, for ``async with`` (see docs/domain-table.md).
+
+        It is kept current by this connection's event source: watches for what xenstore
+        announces, a bulk refresh every ``interval`` seconds for the rest. ``queue_size`` is
+        the default bound of each :meth:`~aiovirt.events.table.DomainTable.changes` feed.
+        """
+        self._check_open()
+        if not isinstance(queue_size, int) or queue_size < 1:
+            raise VirtError(ErrorNumber.INVALID_ARG,
+                            info=f"queue_size must be at least 1, not {queue_size!r}")
+        return DomainTable(self._event_source(), interval=check_interval(interval),
+                           queue_size=queue_size)
 
     def _event_source(self) -> EventSource:
         """Return this connection's event source (created on first use, closed with it)."""

@@ -66,6 +66,7 @@ class _Run:
         self.failure: BaseException | None = None
         self.idle = False
         self.stopping = False
+        self.confirmed_at = 0.0  # time.time() of the last scan
 
 
 class EventSource:
@@ -120,6 +121,10 @@ class EventSource:
         self._check_open()
         self._listeners.add(listener)
         self._start_if_needed()
+        run = self._run
+        if run is not None and run.ready.is_set():
+            # joins a running source: starts from its last scan, and every later scan follows
+            listener._scanned(run.diff.known(), run.confirmed_at)
 
     async def unsubscribe(self, consumer: EventStream | ScanListener) -> None:
         """Remove a consumer; after the last one, stop watching and release the watches."""
@@ -297,12 +302,14 @@ class EventSource:
             return None
 
     async def _baseline(self, run: _Run) -> None:
+        confirmed_at = time.time()
         scan = await run.reader.scan()
         run.diff.baseline(scan, await self._lookups(run, [s.domid for s in scan]))
         self.scans += 1
-        self._tell_listeners(run)
+        self._tell_listeners(run, confirmed_at)
 
     async def _scan(self, run: _Run) -> None:
+        confirmed_at = time.time()  # what the scan reads is at least this fresh
         current = {seen.domid: seen for seen in await run.reader.scan()}
         self.scans += 1
         plan = run.diff.plan(current)
@@ -310,20 +317,19 @@ class EventSource:
         kept = await self._vm_records_kept(run, plan.vm_checks) if plan.vm_checks else set()
         step = run.diff.apply(current, time.monotonic(), handles, kept)
         if step.changes:
-            stamp = time.time()
+            stamp = time.time()  # when the change was detected
             for change in step.changes:
                 event = DomainEvent(change.handle, change.kind, change.detail, stamp)
                 for stream in self._streams:
                     stream._put(event)
-        self._tell_listeners(run)
+        self._tell_listeners(run, confirmed_at)
         if step.recheck and (run.recheck is None or run.recheck.cancelled()):
             run.recheck = asyncio.get_running_loop().call_later(_RECHECK_DELAY, _rekick, run)
 
-    def _tell_listeners(self, run: _Run) -> None:
-        if self._listeners:
-            confirmed_at = time.time()
-            for listener in list(self._listeners):
-                listener._scanned(run.diff.known(), confirmed_at)
+    def _tell_listeners(self, run: _Run, confirmed_at: float) -> None:
+        run.confirmed_at = confirmed_at
+        for listener in list(self._listeners):
+            listener._scanned(run.diff.known(), confirmed_at)
 
     async def _vm_records_kept(self, run: _Run, uuids: Iterable[Any]) -> set[Any]:
         exists = run.reader.exists
