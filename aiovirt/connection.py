@@ -41,6 +41,7 @@ from aiovirt.protocol.states import DomainState
 from aiovirt.routing.hypervisor import HypervisorRoutes
 from aiovirt.routing.identity import Identity, gone
 from aiovirt.routing.router import Router
+from aiovirt.routing.scan import node_reader
 from aiovirt.routing.table import BACKENDS, HYPERVISOR, XEND, XENSTORE
 from aiovirt.routing.xend import XendRoutes
 from aiovirt.routing.xenstore import XenStoreRoutes
@@ -111,7 +112,7 @@ class Connection:
         self._last_error: VirtError | None = None
         self._error_handler: tuple[ErrorHandler, Any] | None = None
         self.sim_node: Any = None
-        self._events: EventSource | None = None  # created by the first events() consumer
+        self._events: EventSource[Domain] | None = None  # created by the first events() consumer
 
     def __repr__(self) -> str:
         mode = " read-only" if self._read_only else ""
@@ -493,7 +494,7 @@ class Connection:
         await self._router.restore(self._absolute(path))
 
     def events(self, *, interval: float = 1.0,
-               queue_size: int = DEFAULT_QUEUE_SIZE) -> EventStream:
+               queue_size: int = DEFAULT_QUEUE_SIZE) -> EventStream[Domain]:
         """Return a stream of the node's domain lifecycle events (see :mod:`aiovirt.events`).
 
         ``interval`` (seconds) is how often the domain list is polled for what no watch
@@ -503,7 +504,7 @@ class Connection:
         return EventStream(self._event_source(), queue_size, check_interval(interval))
 
     def domain_table(self, *, interval: float = 1.0,
-                     queue_size: int = DEFAULT_CHANGES_QUEUE) -> DomainTable:
+                     queue_size: int = DEFAULT_CHANGES_QUEUE) -> DomainTable[Domain]:
         """Return the live table of every domain, for ``async with`` (see docs/domain-table.md).
 
         It is kept current by this connection's event source: watches for what xenstore
@@ -517,10 +518,10 @@ class Connection:
         return DomainTable(self._event_source(), interval=check_interval(interval),
                            queue_size=queue_size)
 
-    def _event_source(self) -> EventSource:
+    def _event_source(self) -> EventSource[Domain]:
         """Return this connection's event source (created on first use, closed with it)."""
         if self._events is None:
-            self._events = EventSource(self)
+            self._events = EventSource(self, lambda: node_reader(self))
         return self._events
 
 

@@ -14,7 +14,9 @@ The package, top down:
   (``@introduceDomain``, ``@releaseDomain``, ``/local/domain``), scans the domain list on each
   firing and every ``interval`` seconds (pauses, unpauses and memory changes fire no watch),
   and fans every event out. Its connection owns it and closes it.
-* :mod:`~aiovirt.events.reading`: which backend a scan reads (the router's business).
+* :mod:`~aiovirt.events.reading`: what a scan reads with (the backend is the router's
+  choice, :mod:`aiovirt.routing.scan`).
+* :mod:`~aiovirt.events.table`: the live domain table, built on the same source.
 
 Each consumer has its own bounded queue, so a consumer that stops reading loses its own events
 (and is told so by an :attr:`EventKind.OVERFLOW` event) without slowing the others. If the
@@ -24,18 +26,16 @@ source rescans, so what changed in the meantime is reported then.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiovirt.errors import ErrorNumber, VirtError
-from aiovirt.events.kinds import DomainEvent, EventKind, StopReason
+from aiovirt.events.kinds import DomainEvent, DomainHandle, EventKind, StopReason
 from aiovirt.events.stream import DEFAULT_QUEUE_SIZE, EventStream
-
-if TYPE_CHECKING:
-    from aiovirt.connection import Connection
 
 __all__ = [
     "DEFAULT_QUEUE_SIZE",
     "DomainEvent",
+    "DomainHandle",
     "EventKind",
     "EventStream",
     "StopReason",
@@ -44,9 +44,11 @@ __all__ = [
 ]
 
 
-def domain_events(conn: Connection, *, interval: float = 1.0,
-                  queue_size: int = DEFAULT_QUEUE_SIZE) -> EventStream:
+def domain_events(conn: Any, *, interval: float = 1.0,
+                  queue_size: int = DEFAULT_QUEUE_SIZE) -> EventStream[Any]:
     """Return a stream of :class:`DomainEvent` for every domain of ``conn``'s node.
+
+    ``conn`` is an :class:`aiovirt.Connection` (this module imports nothing of the face).
 
     The same as ``conn.events(interval=..., queue_size=...)``. ``interval`` is how often
     (seconds) the domain list is polled for the changes no watch announces (pause, unpause,
@@ -55,7 +57,8 @@ def domain_events(conn: Connection, *, interval: float = 1.0,
     domain_events(conn):`` or ``async with domain_events(conn) as events:`` (which returns once
     the baseline is taken, so later actions are all reported).
     """
-    return conn.events(interval=interval, queue_size=queue_size)
+    stream: EventStream[Any] = conn.events(interval=interval, queue_size=queue_size)
+    return stream
 
 
 def check_interval(interval: float) -> float:
@@ -65,7 +68,7 @@ def check_interval(interval: float) -> float:
     return float(interval)
 
 
-async def close_event_sources(conn: Connection) -> None:
+async def close_event_sources(conn: Any) -> None:
     """Stop ``conn``'s event source now: its streams end, its watches are released.
 
     A later consumer starts watching again. :meth:`Connection.close

@@ -161,13 +161,19 @@ class LifecycleDiff(Generic[H]):
         """Return the lookups :meth:`apply` needs to judge ``scan`` (domid -> seen)."""
         lookups = []
         vm_checks = []
+        known = self._tracked
         for domid, seen in scan.items():
-            tracked = self._tracked.get(domid)
-            if tracked is None or tracked.seen.uuid != seen.uuid:
+            tracked = known.get(domid)
+            # UUIDs are usually the same objects scan after scan: identity first
+            if tracked is None or (tracked.seen.uuid is not seen.uuid
+                                   and tracked.seen.uuid != seen.uuid):
                 lookups.append(domid)
-        for domid, tracked in self._tracked.items():
+        if len(lookups) == len(scan) - len(known):
+            return Plan(tuple(lookups), ())  # only new domains: none vanished
+        for domid, tracked in known.items():
             current = scan.get(domid)
-            if current is not None and current.uuid == tracked.seen.uuid:
+            if current is not None and (current.uuid is tracked.seen.uuid
+                                        or current.uuid == tracked.seen.uuid):
                 continue
             uuid = self._needs_vm_check(domid, tracked, scan)
             if uuid is not None:
@@ -182,15 +188,24 @@ class LifecycleDiff(Generic[H]):
         has no name yet, or went); ``vm_kept`` holds the UUIDs whose ``/vm`` record was kept.
         """
         out: list[Change[H]] = []
-        for domid in [d for d in self._tracked if d not in scan]:
-            self._vanished(domid, self._tracked.pop(domid), scan, vm_kept, out)
+        known = self._tracked
+        gone = known.keys() - scan.keys()
+        if gone:
+            for domid in [d for d in known if d in gone]:  # in the order they came
+                self._vanished(domid, known.pop(domid), scan, vm_kept, out)
         for domid in [d for d in self._unnamed if d not in scan]:
             del self._unnamed[domid]
         for domid in [d for d in self._requests if d not in scan]:
             del self._requests[domid]
         recheck = False
         for domid, seen in scan.items():
-            tracked = self._tracked.get(domid)
+            tracked = known.get(domid)
+            if tracked is not None and tracked.creating_until is None:
+                was = tracked.seen
+                if (was[1] is seen[1] and was[2] is seen[2] and was[4] == seen[4]
+                        and was[5] == seen[5] and was[6] == seen[6] and was[3] == seen[3]):
+                    tracked.seen = seen  # only cpu_time moved: no news (the common case)
+                    continue
             if tracked is not None and tracked.seen.uuid != seen.uuid:
                 # the id was reused between two scans: the old domain went, a new one came
                 self._vanished(domid, self._tracked.pop(domid), scan, vm_kept, out)

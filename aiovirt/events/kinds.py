@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, NamedTuple
+import uuid as uuidlib
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from aiovirt.domain import Domain
+__all__ = ["DomainEvent", "DomainHandle", "EventKind", "H", "StopReason"]
 
-__all__ = ["DomainEvent", "EventKind", "StopReason"]
+
+class DomainHandle(Protocol):
+    """What the events need of a domain's handle (:class:`aiovirt.Domain` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def uuid(self) -> uuidlib.UUID: ...
+
+
+H = TypeVar("H", bound=DomainHandle)
 
 
 class EventKind(enum.Enum):
@@ -47,7 +61,7 @@ class StopReason(enum.StrEnum):
     """The guest shut down to reboot; its successor arrives as a new STARTED domain."""
 
 
-class DomainEvent(NamedTuple):
+class DomainEvent(NamedTuple, Generic[H]):
     """One change of one domain: ``(domain, kind, detail, timestamp)``.
 
     ``domain`` is the :class:`~aiovirt.domain.Domain` (None for OVERFLOW); after STOPPED its
@@ -55,7 +69,7 @@ class DomainEvent(NamedTuple):
     detected.
     """
 
-    domain: Domain | None
+    domain: H | None
     kind: EventKind
     detail: str
     timestamp: float

@@ -19,20 +19,15 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, Generic, Protocol
 
 from aiovirt.backends.xenstore import WatchEvent, XenStoreClient
 from aiovirt.backends.xenstore import connect as xenstore_connect
 from aiovirt.errors import ErrorNumber, VirtError
 from aiovirt.events.diff import LifecycleDiff, Seen
-from aiovirt.events.kinds import DomainEvent
-from aiovirt.events.reading import NodeReader, node_reader
-
-if TYPE_CHECKING:
-    from aiovirt.connection import Connection
-    from aiovirt.domain import Domain
-    from aiovirt.events.stream import EventStream
+from aiovirt.events.kinds import DomainEvent, H
+from aiovirt.events.reading import NodeReader
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +42,34 @@ class ScanListener(Protocol):
 
     interval: float
 
-    def _scanned(self, known: Iterable[tuple[Domain, Seen]], confirmed_at: float) -> None: ...
+    def _scanned(self, known: Sequence[tuple[Any, Seen]], confirmed_at: float) -> None: ...
 
     def _fail(self, exc: BaseException | None) -> None: ...
 
 
-class _Run:
+class EventConsumer(Protocol):
+    """A consumer of events (an :class:`~aiovirt.events.stream.EventStream`)."""
+
+    interval: float
+
+    def _put(self, event: DomainEvent[Any]) -> None: ...
+
+    def _fail(self, exc: BaseException | None) -> None: ...
+
+
+class Owner(Protocol):
+    """What the source needs of the connection that owns it."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class _Run(Generic[H]):
     """One period of watching, from the first consumer to the last: its tasks and state."""
 
-    def __init__(self, reader: NodeReader) -> None:
+    def __init__(self, reader: NodeReader[H]) -> None:
         self.reader = reader
-        self.diff: LifecycleDiff[Domain] = LifecycleDiff()
+        self.diff: LifecycleDiff[H] = LifecycleDiff()
         self.kick = asyncio.Event()
         self.ready = asyncio.Event()
         self.watching = asyncio.Event()
@@ -69,15 +81,20 @@ class _Run:
         self.confirmed_at = 0.0  # time.time() of the last scan
 
 
-class EventSource:
-    """The one producer of events for a connection; fans every event out to its consumers."""
+class EventSource(Generic[H]):
+    """The one producer of events for a connection; fans every event out to its consumers.
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    ``reader()`` returns how to read the node (the router's choice); ``owner`` is the
+    connection, asked only whether it has closed.
+    """
+
+    def __init__(self, owner: Owner, reader: Callable[[], NodeReader[H]]) -> None:
+        self._conn = owner
+        self._reader = reader
         # weak: a stream dropped without aclose() (a bare ``break``) must be collectable
-        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[EventConsumer] = weakref.WeakSet()
         self._listeners: set[ScanListener] = set()
-        self._run: _Run | None = None
+        self._run: _Run[H] | None = None
         self._stoppers: set[asyncio.Task[None]] = set()
         self._closed = False
         self.scans = 0
@@ -110,7 +127,7 @@ class EventSource:
 
     # -- consumers ------------------------------------------------------------------------------
 
-    def subscribe(self, consumer: EventStream) -> None:
+    def subscribe(self, consumer: EventConsumer) -> None:
         """Add an event stream; the first consumer starts watching."""
         self._check_open()
         self._streams.add(consumer)
@@ -124,16 +141,16 @@ class EventSource:
         run = self._run
         if run is not None and run.ready.is_set():
             # joins a running source: starts from its last scan, and every later scan follows
-            listener._scanned(run.diff.known(), run.confirmed_at)
+            listener._scanned(list(run.diff.known()), run.confirmed_at)
 
-    async def unsubscribe(self, consumer: EventStream | ScanListener) -> None:
+    async def unsubscribe(self, consumer: EventConsumer | ScanListener) -> None:
         """Remove a consumer; after the last one, stop watching and release the watches."""
         self._streams.discard(consumer)  # type: ignore[arg-type]
         self._listeners.discard(consumer)
         if not self._streams and not self._listeners and self._run is not None:
             await self._stop(self._run, None)
 
-    def unsubscribe_soon(self, stream: EventStream) -> None:
+    def unsubscribe_soon(self, stream: EventConsumer) -> None:
         """Remove a stream that was dropped without being closed."""
         self._streams.discard(stream)
         run = self._run
@@ -190,7 +207,7 @@ class EventSource:
     def _start_if_needed(self) -> None:
         if self._run is not None:
             return
-        run = _Run(node_reader(self._conn))
+        run = _Run(self._reader())
         self._run = run
         run.tasks.append(asyncio.create_task(self._scan_loop(run), name="aiovirt-events-scan"))
         if run.reader.xenstore_path is not None:
@@ -199,7 +216,7 @@ class EventSource:
         else:
             run.watching.set()
 
-    async def _stop(self, run: _Run, exc: BaseException | None) -> None:
+    async def _stop(self, run: _Run[H], exc: BaseException | None) -> None:
         """Cancel and await ``run``'s tasks, then end the consumers it served."""
         if run.stopping:
             return
@@ -217,7 +234,7 @@ class EventSource:
             task.cancel()
         await _await_quietly(tasks)
 
-    def _stop_from_inside(self, run: _Run, exc: BaseException | None) -> None:
+    def _stop_from_inside(self, run: _Run[H], exc: BaseException | None) -> None:
         """Stop from one of the run's own tasks: the other tasks are cancelled, not awaited
         here (the task that called is ending; :meth:`stop` awaits what is left)."""
         if run.stopping:
@@ -249,7 +266,7 @@ class EventSource:
 
     # -- producing ------------------------------------------------------------------------------
 
-    async def _scan_loop(self, run: _Run) -> None:
+    async def _scan_loop(self, run: _Run[H]) -> None:
         try:
             await run.watching.wait()
             await self._baseline(run)
@@ -288,12 +305,12 @@ class EventSource:
             log.error("event source for %r stopped: %s", self._conn, exc)
             self._stop_from_inside(run, exc)
 
-    async def _lookups(self, run: _Run, domids: Iterable[int]) -> dict[int, Domain]:
+    async def _lookups(self, run: _Run[H], domids: Iterable[int]) -> dict[int, H]:
         ids = list(domids)
         found = await asyncio.gather(*(self._lookup_quietly(run, d) for d in ids))
         return {d: dom for d, dom in zip(ids, found, strict=True) if dom is not None}
 
-    async def _lookup_quietly(self, run: _Run, domid: int) -> Domain | None:
+    async def _lookup_quietly(self, run: _Run[H], domid: int) -> H | None:
         try:
             return await run.reader.lookup(domid)
         except VirtError as err:
@@ -301,14 +318,14 @@ class EventSource:
                 log.debug("event source: lookup of domain %d failed: %s", domid, err)
             return None
 
-    async def _baseline(self, run: _Run) -> None:
+    async def _baseline(self, run: _Run[H]) -> None:
         confirmed_at = time.time()
         scan = await run.reader.scan()
         run.diff.baseline(scan, await self._lookups(run, [s.domid for s in scan]))
         self.scans += 1
         self._tell_listeners(run, confirmed_at)
 
-    async def _scan(self, run: _Run) -> None:
+    async def _scan(self, run: _Run[H]) -> None:
         confirmed_at = time.time()  # what the scan reads is at least this fresh
         current = {seen.domid: seen for seen in await run.reader.scan()}
         self.scans += 1
@@ -326,12 +343,14 @@ class EventSource:
         if step.recheck and (run.recheck is None or run.recheck.cancelled()):
             run.recheck = asyncio.get_running_loop().call_later(_RECHECK_DELAY, _rekick, run)
 
-    def _tell_listeners(self, run: _Run, confirmed_at: float) -> None:
+    def _tell_listeners(self, run: _Run[H], confirmed_at: float) -> None:
         run.confirmed_at = confirmed_at
-        for listener in list(self._listeners):
-            listener._scanned(run.diff.known(), confirmed_at)
+        if self._listeners:
+            known = list(run.diff.known())
+            for listener in list(self._listeners):
+                listener._scanned(known, confirmed_at)
 
-    async def _vm_records_kept(self, run: _Run, uuids: Iterable[Any]) -> set[Any]:
+    async def _vm_records_kept(self, run: _Run[H], uuids: Iterable[Any]) -> set[Any]:
         exists = run.reader.exists
         if exists is None:
             return set()
@@ -349,7 +368,7 @@ class EventSource:
 
     # -- watching -------------------------------------------------------------------------------
 
-    async def _watch_loop(self, run: _Run) -> None:
+    async def _watch_loop(self, run: _Run[H]) -> None:
         path = run.reader.xenstore_path
         assert path is not None
         try:
@@ -378,12 +397,12 @@ class EventSource:
         finally:
             await xs.close()
 
-    def _cannot_watch(self, run: _Run, path: str, exc: BaseException) -> None:
+    def _cannot_watch(self, run: _Run[H], path: str, exc: BaseException) -> None:
         run.failure = exc
         log.error("event source for %r cannot watch %s: %s", self._conn, path, exc)
         self._stop_from_inside(run, exc)
 
-    async def _pump(self, run: _Run, xs: XenStoreClient,
+    async def _pump(self, run: _Run[H], xs: XenStoreClient,
                     *watches: AsyncIterator[WatchEvent]) -> None:
         """Merge the watches: a firing kicks a rescan, a reconnect or overflow a resync."""
         async def drain(it: AsyncIterator[WatchEvent]) -> None:
@@ -410,7 +429,7 @@ class EventSource:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watched(self, run: _Run, xs: XenStoreClient, path: str) -> None:
+    async def _watched(self, run: _Run[H], xs: XenStoreClient, path: str) -> None:
         if path.startswith("@"):
             run.kick.set()
             return
@@ -430,7 +449,7 @@ class EventSource:
             run.kick.set()
 
 
-def _rekick(run: _Run) -> None:
+def _rekick(run: _Run[H]) -> None:
     run.recheck = None
     run.kick.set()
 

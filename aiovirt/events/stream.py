@@ -6,10 +6,10 @@ import asyncio
 import time
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 from aiovirt.errors import ErrorNumber, VirtError
-from aiovirt.events.kinds import DomainEvent, EventKind
+from aiovirt.events.kinds import DomainEvent, EventKind, H
 
 if TYPE_CHECKING:
     from aiovirt.events.source import EventSource
@@ -19,19 +19,19 @@ __all__ = ["DEFAULT_QUEUE_SIZE", "EventStream"]
 DEFAULT_QUEUE_SIZE = 4096
 
 
-class EventStream:
+class EventStream(Generic[H]):
     """One consumer's view of a connection's events: an async iterator and context manager.
 
     Leaving ``async for`` (or ``async with``), or dropping the stream, unsubscribes; the
     connection's source stops watching with its last consumer.
     """
 
-    def __init__(self, source: EventSource, queue_size: int, interval: float) -> None:
-        self._source: EventSource | None = None
+    def __init__(self, source: EventSource[H], queue_size: int, interval: float) -> None:
+        self._source: EventSource[H] | None = None
         if queue_size < 1:
             raise VirtError(ErrorNumber.INVALID_ARG,
                             info=f"queue_size must be at least 1, not {queue_size}")
-        self._queue: deque[DomainEvent] = deque()
+        self._queue: deque[DomainEvent[H]] = deque()
         self._queue_size = queue_size
         self._dropped = 0
         self._wakeup = asyncio.Event()
@@ -41,7 +41,7 @@ class EventStream:
         self._source = source
 
     # called by the source, on the event loop
-    def _put(self, event: DomainEvent) -> None:
+    def _put(self, event: DomainEvent[H]) -> None:
         if len(self._queue) >= self._queue_size:
             self._dropped += 1
         else:
@@ -76,10 +76,10 @@ class EventStream:
         if self._source is not None:
             await self._source.ready()
 
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> EventStream[H]:
         return self
 
-    async def __anext__(self) -> DomainEvent:
+    async def __anext__(self) -> DomainEvent[H]:
         """Return the next event, waiting for one."""
         while True:
             if not self._queue:
@@ -93,7 +93,7 @@ class EventStream:
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    def get_nowait(self) -> DomainEvent | None:
+    def get_nowait(self) -> DomainEvent[H] | None:
         """Return the next queued event, or None if there is none."""
         if not self._queue:
             self._flush_overflow_marker()
@@ -106,7 +106,7 @@ class EventStream:
         if source is not None:
             await source.unsubscribe(self)
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> EventStream[H]:
         await self.ready()
         return self
 

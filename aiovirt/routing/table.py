@@ -33,6 +33,9 @@ create, save, restore, XML    xend only
 node_info, get_version        hypervisor, xend
 ``domain_infos()`` (bulk)     hypervisor (one batch; xenstore names for new domains),
                               xend (one detailed list), else each domain's ``info()``
+event source's scan           hypervisor (one batch, with shutdown codes), xend (one
+                              detailed list), else each domain's ``info()``
+                              (``routing/scan.py``: ``SCAN``)
 ============================  ======================================================
 """
 

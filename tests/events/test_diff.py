@@ -151,3 +151,37 @@ def test_known_lists_the_domains_of_the_last_scan_with_their_handles() -> None:
     d.step(seen(2, U2, memory=1024), seen(3, U3))
     assert sorted((h, s.domid, s.memory) for h, s in d.diff.known()) == [
         ("dom2", 2, 1024), ("dom3", 3, 65536)]
+
+
+# -- the table's entries: pure functions of the scans ----------------------------------------
+
+def test_table_entries_follow_scans_keyed_by_uuid() -> None:
+    from aiovirt.domain import Domain
+    from aiovirt.events.table import ChangeKind, build_entries, diff_entries, refresh_entries
+
+    def dom(domid: int, u: uuid.UUID, name: str) -> Domain:
+        return Domain(None, name, domid, u)  # type: ignore[arg-type]
+
+    a, b, b2 = dom(1, U1, "a"), dom(2, U2, "b"), dom(7, U2, "b")
+    first = [(a, seen(1, U1)), (b, seen(2, U2))]
+    entries, changes = refresh_entries({}, first, 1.0)
+    assert [c.kind for c in changes] == [ChangeKind.ADDED, ChangeKind.ADDED]
+    # b restarts under id 7, a's memory changes, cpu_time moves: one entry per UUID still
+    second = [(a, seen(1, U1, memory=1024)._replace(cpu_time=5)), (b2, seen(7, U2))]
+    new, changes = refresh_entries(entries, second, 2.0)
+    assert new == build_entries(second, 2.0)
+    assert changes == diff_entries(entries, new)
+    assert [(c.kind, c.entry.name if c.entry else None, set(c.fields)) for c in changes] == [
+        (ChangeKind.UPDATED, "a", {"memory"}), (ChangeKind.UPDATED, "b", {"id"})]
+    assert new[U2].id == 7 and new[U2].domain is b2 and new[U1].confirmed_at == 2.0
+    # only cpu_time moved: confirmed again, no change reported
+    third = [(a, seen(1, U1, memory=1024)._replace(cpu_time=9)), (b2, seen(7, U2))]
+    again, changes = refresh_entries(new, third, 3.0)
+    assert changes == [] and again[U1].cpu_time == 9 and again[U1].confirmed_at == 3.0
+    # a goes; a dying b and its successor share a UUID: the live one is the entry
+    dying = dom(8, U2, "b")
+    fourth = [(b2, seen(7, U2, DomainState.SHUTDOWN)), (dying, seen(8, U2))]
+    last, changes = refresh_entries(again, fourth, 4.0)
+    assert last == build_entries(fourth, 4.0) and changes == diff_entries(again, last)
+    assert [c.kind for c in changes] == [ChangeKind.REMOVED, ChangeKind.UPDATED]
+    assert last[U2].id == 8 and len(last) == 1
