@@ -204,7 +204,10 @@ class Connection:
             resolved = default_socket_path(self._read_only)
         self._xs_path = resolved
         timeout = min(self._spec.timeout, 10.0)
-        return await connect(resolved, read_only=self._read_only, timeout=timeout)
+        # reconnect: after xenstored restarts, the connection (and its event source's lookups)
+        # works again instead of failing for good
+        return await connect(resolved, read_only=self._read_only, timeout=timeout,
+                             reconnect=True)
 
     async def _open_hypervisor(self, spec: str) -> Hypervisor:
         return await Hypervisor.open(spec)

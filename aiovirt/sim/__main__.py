@@ -10,12 +10,17 @@ which Xen's own ``xl``, ``xentop`` and libxenctrl work against the node (:mod:`a
 
 Logs go to stderr. Exit status: 0 after a clean stop, 1 if the directory is held by a live
 node (or cannot be used), 2 for bad arguments.
+
+SIGUSR1 stops the node's xenstored (every client is dropped, the sockets go away) and SIGUSR2
+starts it again on the same store, so another process can test reconnection while the node
+goes on changing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -125,6 +130,16 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"aiovirt.sim: cannot start in {args.dir}: {exc}", file=sys.stderr)
         return 1
+    restarts: list[asyncio.Task[None]] = []
+
+    def xenstored(up: bool) -> None:
+        daemon = node._xenstored
+        if daemon is not None:
+            log.info("xenstored %s on request", "starting" if up else "stopping")
+            restarts.append(loop.create_task(daemon.start() if up else daemon.close()))
+
+    loop.add_signal_handler(signal.SIGUSR1, xenstored, False)
+    loop.add_signal_handler(signal.SIGUSR2, xenstored, True)
     try:
         ready: dict[str, object] = dict(node.endpoints)
         if library is not None:
@@ -138,6 +153,9 @@ async def serve(args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("stopping")
     finally:
+        for task in restarts:
+            with contextlib.suppress(Exception):
+                await task
         await node.close()
     return 0
 
