@@ -1,9 +1,10 @@
 """``aiovirsh top``: a live dashboard of every domain, drawn with rich.
 
-Each refresh reads every domain's info at once with ``conn.domain_infos()`` (one hypercall, or
-one xend list), turns the CPU-time deltas into CPU %, sorts, and draws only the rows the
-terminal can show, so a frame costs the same for 50 domains as for 5,000. ``--once`` takes two
-samples ``--interval`` apart (CPU % needs a delta) and prints every domain as plain text.
+Each frame reads the connection's live domain table (``conn.domain_table()``, refreshed every
+``--interval`` by one bulk call and at once by xenstore watches; a read costs no I/O), turns
+the CPU-time deltas into CPU %, sorts, and draws only the rows the terminal can show, so a
+frame costs the same for 50 domains as for 5,000. ``--once`` takes two samples one refresh
+apart (CPU % needs a delta) and prints every domain as plain text.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from rich.text import Text
 
 from aiovirt.cli.format import format_cpu_time, state_name, table, to_json
 from aiovirt.errors import ErrorNumber, VirtError
+from aiovirt.info import DomainInfo
 from aiovirt.protocol.states import DomainState
 
 if TYPE_CHECKING:
     from aiovirt.connection import Connection
-    from aiovirt.domain import Domain, DomainInfo
+    from aiovirt.domain import Domain
+    from aiovirt.events.table import DomainTable
 
 __all__ = ["SORT_KEYS", "DomainRow", "TopModel", "build_frame", "collect", "run_top",
            "sort_rows", "text_snapshot"]
@@ -74,6 +77,7 @@ class TopModel:
 
     def __init__(self) -> None:
         self._last: dict[tuple[int, str], tuple[int, float]] = {}
+        self.sampled_at = 0.0  # the time of the last samples
 
     def update(self, samples: Sequence[tuple[Domain, DomainInfo]], now: float) -> list[DomainRow]:
         """Return the rows for ``samples`` taken at ``now`` (a monotonic time, seconds)."""
@@ -91,6 +95,7 @@ class TopModel:
             rows.append(DomainRow(dom.id, dom.name, info.state, info.nr_virt_cpu, info.memory,
                                   info.max_mem, cpu_time, percent))
         self._last = fresh
+        self.sampled_at = now
         return rows
 
 
@@ -195,9 +200,14 @@ def text_snapshot(rows: Sequence[DomainRow], sort: str, reverse: bool,
     return body + "\n\n" + _summary(rows, node_cpus)
 
 
-async def _sample(conn: Connection, model: TopModel) -> list[DomainRow]:
-    samples = await collect(conn)
-    return model.update(samples, time.monotonic())
+async def _sample(table: DomainTable[Domain], model: TopModel, after: float,
+                  limit: float) -> list[DomainRow]:
+    """Return the rows of the table's first refresh after ``after`` (its confirmed_at)."""
+    with contextlib.suppress(VirtError):  # a late refresh: draw the rows as they are
+        await table.wait_for(lambda t: t.confirmed_at > after, timeout=limit)
+    samples = [(e.domain, DomainInfo(e.state, e.max_memory, e.memory, e.vcpus, e.cpu_time))
+               for e in table.values()]
+    return model.update(samples, table.confirmed_at)
 
 
 async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) -> None:
@@ -208,10 +218,17 @@ async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) 
     model = TopModel()
     uri = args.connect or "xen:///"
     node_cpus = await _node_cpus(conn)
+    async with conn.domain_table(interval=args.interval) as domains:
+        await _top(domains, args, model, uri, node_cpus, as_json=as_json)
+
+
+async def _top(domains: DomainTable[Domain], args: argparse.Namespace, model: TopModel, uri: str,
+               node_cpus: int | None, *, as_json: bool) -> None:
+    limit = 2 * args.interval + 5.0
     if args.once:
-        await _sample(conn, model)
+        await _sample(domains, model, 0.0, limit)
         await asyncio.sleep(args.interval)
-        rows = await _sample(conn, model)
+        rows = await _sample(domains, model, domains.confirmed_at, limit)
         if as_json:
             ordered = sort_rows(rows, args.sort, args.reverse)
             print(to_json({"domains": [r.as_dict() for r in ordered], "node_cpus": node_cpus,
@@ -219,7 +236,7 @@ async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) 
         else:
             print(text_snapshot(rows, args.sort, args.reverse, node_cpus), flush=True)
         return
-    await _live(conn, args, model, uri, node_cpus)
+    await _live(domains, args, model, uri, node_cpus)
 
 
 async def _node_cpus(conn: Connection) -> int | None:
@@ -230,8 +247,8 @@ async def _node_cpus(conn: Connection) -> int | None:
         return None
 
 
-async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri: str,
-                node_cpus: int | None) -> None:
+async def _live(domains: DomainTable[Domain], args: argparse.Namespace, model: TopModel,
+                uri: str, node_cpus: int | None) -> None:
     console = Console()
     sort, reverse = args.sort, args.reverse
     keys: asyncio.Queue[str] = asyncio.Queue()
@@ -243,7 +260,7 @@ async def _live(conn: Connection, args: argparse.Namespace, model: TopModel, uri
         while args.iterations is None or refreshes < args.iterations:
             now = time.monotonic()
             if now >= next_sample:
-                rows = await _sample(conn, model)
+                rows = await _sample(domains, model, model.sampled_at, 2 * args.interval + 5.0)
                 next_sample = now + args.interval
                 refreshes += 1
             live.update(build_frame(rows, uri=uri, sort=sort, reverse=reverse,
