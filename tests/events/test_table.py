@@ -274,3 +274,32 @@ async def test_invalid_table_arguments_are_refused(conn: Connection) -> None:
     async with conn.domain_table() as table:
         with pytest.raises(VirtError):
             table.changes(queue_size=0)
+
+
+async def test_the_docs_orchestrator_restores_a_domain_that_went(
+        node: SimNode, conn: Connection, tmp_path: Path) -> None:
+    # the example of docs/domain-table.md, run as written
+    import re
+
+    page = (ROOT / "docs" / "domain-table.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S)
+                if "async def guard" in b)
+    scope: dict[str, object] = {}
+    exec(compile(code, "docs/domain-table.md", "exec"), scope)
+    image = str(tmp_path / "vm1.save")
+    async with conn.domain_table(interval=SLOW) as table:
+        before = table.by_name("vm1")
+        assert before is not None
+        guard = asyncio.create_task(scope["guard"](conn, {"vm1": image}))  # type: ignore[operator]
+        source = conn._events
+        assert source is not None
+        # the guard's own table is open and its feed started (nothing announces that)
+        await wait_until(lambda: any(t is not table and t._feeds for t in source._listeners))
+        await before.domain.save(image)
+        await table.wait_for(lambda t: t.by_name("vm1") is None, timeout=5)
+        await table.wait_for(lambda t: t.by_name("vm1") is not None, timeout=10)
+        back = table.by_name("vm1")
+        assert back is not None and back.uuid == before.uuid and back.id != before.id
+        guard.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await guard
