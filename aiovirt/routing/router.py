@@ -86,11 +86,6 @@ class Router(Generic[D]):
             self.info_answer = _no_answer
         self._known: dict[int, D] = {}  # domid -> handle, for domain_infos()
 
-    @property
-    def backends(self) -> frozenset[str]:
-        """The names of the backends this router asks."""
-        return frozenset(self._views)
-
     async def close(self) -> None:
         """Stop the router's background work (the xend info batches)."""
         if self.xend is not None:
