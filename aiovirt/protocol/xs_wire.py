@@ -66,7 +66,6 @@ REL_PATH_MAX = 2048
 ABS_PATH_MAX = 3072
 UINT32_MAX = 0xFFFFFFFF
 SPECIAL_PATHS = ("@introduceDomain", "@releaseDomain")
-DOMID_SELF = 0x7FF0
 #: The payload of a successful reply that carries no data (WRITE, MKDIR, WATCH, ...).
 ACK = b"OK\0"
 

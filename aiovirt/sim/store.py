@@ -46,8 +46,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from aiovirt.protocol.xen import DOMID_SELF
 from aiovirt.protocol.xs_wire import (
-    DOMID_SELF,
     PAYLOAD_MAX,
     Perm,
     PermAccess,
