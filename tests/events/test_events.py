@@ -287,3 +287,18 @@ async def test_each_connection_owns_its_source_and_a_closed_one_refuses_events(
             await expect(first, "vm1", EventKind.STOPPED, "destroyed")
         with pytest.raises(VirtError):
             two.events()
+
+
+async def test_after_a_xenstored_restart_new_domains_are_still_named(
+        node: SimNode, conn: Connection) -> None:
+    # The source names a new domain through the connection's own xenstore client: that client
+    # must come back with the daemon, or every later domain stays nameless (never reported).
+    async with conn.events(interval=INTERVAL) as events:
+        daemon = node._xenstored
+        assert daemon is not None
+        await daemon.close()
+        await daemon.start()
+        await wait_until(lambda: source_of(conn).reconnects == 1)
+        await conn.create_linux(CREATE_XML.format(name="after"))
+        await expect(events, "after", EventKind.STARTED, "booted")
+        assert (await conn.lookup_by_name("after")).name == "after"
