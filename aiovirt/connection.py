@@ -38,6 +38,7 @@ from aiovirt.events.source import EventSource
 from aiovirt.events.table import DEFAULT_CHANGES_QUEUE, DomainTable
 from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol.states import DomainState
+from aiovirt.protocol.xen import MAX_MEMORY_KIB
 from aiovirt.routing.hypervisor import HypervisorRoutes
 from aiovirt.routing.identity import Identity, gone
 from aiovirt.routing.router import Router
@@ -345,9 +346,12 @@ class Connection:
                             dom=dom)
 
     def _check_kib(self, dom: Domain, kib: object, minimum: int) -> int:
-        if isinstance(kib, bool) or not isinstance(kib, int) or kib < minimum:
+        """Return ``kib`` if it is a size every route can carry; INVALID_ARG before any I/O."""
+        if isinstance(kib, bool) or not isinstance(kib, int) or not (
+                minimum <= kib <= MAX_MEMORY_KIB):
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
-                            f"memory must be an integer of at least {minimum} KiB, not {kib!r}",
+                            f"memory must be an integer from {minimum} to {MAX_MEMORY_KIB} KiB "
+                            f"(2 TiB less 1 MiB, the most xend can hand to Xen), not {kib!r}",
                             conn=self, dom=dom)
         return kib
 

@@ -46,6 +46,7 @@ from lxml import etree
 
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.protocol.sexpr import SExpr, SexprError, find_all, parse
+from aiovirt.protocol.xen import MAX_MEMORY_KIB as XEN_MAX_MEMORY_KIB
 
 __all__ = [
     "DiskConfig",
@@ -64,7 +65,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_MEMORY_KIB = 1024
-MAX_MEMORY_KIB = (1 << 64) - 1
+MAX_MEMORY_KIB = XEN_MAX_MEMORY_KIB  # what every route can carry (protocol/xen.py)
 MAX_VCPUS = 0xFFFF
 
 DiskType = Literal["file", "block"]
@@ -366,7 +367,7 @@ def config_to_sexpr(cfg: DomainConfig) -> SExpr:
     if not MIN_MEMORY_KIB <= cfg.memory <= MAX_MEMORY_KIB:
         raise _xml_error(
             ErrorNumber.XML_ERROR,
-            f"<memory> of {cfg.memory} KiB is out of range (at least {MIN_MEMORY_KIB})",
+            f"<memory> of {cfg.memory} KiB is out of range ({MIN_MEMORY_KIB}..{MAX_MEMORY_KIB})",
         )
     if not 1 <= cfg.vcpus <= MAX_VCPUS:
         raise _xml_error(ErrorNumber.XML_ERROR, f"<vcpu> of {cfg.vcpus} is out of range")

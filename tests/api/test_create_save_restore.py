@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -155,3 +156,16 @@ async def test_restore_of_a_missing_file_names_it(rw: aiovirt.Connection,
 
 def _exists(path: str) -> bool:
     return os.path.exists(path)
+
+
+@pytest.mark.parametrize("kib", ["99999999999999999999", str(2097151 * 1024 + 1), "1023"])
+async def test_a_memory_size_out_of_range_is_refused_naming_the_range(
+        rw: aiovirt.Connection, node: SimNode, kib: str) -> None:
+    before = node.stats
+    memory = re.search(r"<memory>\d+</memory>", XML)
+    assert memory is not None
+    with pytest.raises(VirtError) as info:
+        await rw.create_linux(XML.replace(memory.group(0), f"<memory>{kib}</memory>"))
+    assert info.value.code == ErrorNumber.XML_ERROR  # a value in the XML, as libvirt says
+    assert f"(1024..{2097151 * 1024})" in str(info.value)
+    assert node.stats["xend.create"] == before["xend.create"]  # nothing reached xend

@@ -267,3 +267,31 @@ async def test_handles_of_one_domain_are_equal_across_routes_only_per_connection
         da, db = await a.lookup_by_name("vm1"), await b.lookup_by_name("vm1")
         assert da != db  # different connections
         assert da == await a.lookup_by_id(da.id)
+
+
+async def test_sizes_out_of_range_are_invalid_arg_before_any_io(
+        conn: aiovirt.Connection, node: SimNode) -> None:
+    from aiovirt.protocol.xen import MAX_MEMORY_KIB
+
+    dom = await conn.lookup_by_name(guests(node)[0].name)
+    before = node.stats
+    for call in (dom.set_max_memory(99999999999999999999), dom.set_max_memory(MAX_MEMORY_KIB + 1),
+                 dom.set_memory(99999999999999999999), dom.set_memory(1 << 64),
+                 dom.set_max_memory(-1), dom.set_memory(0)):
+        with pytest.raises(VirtError) as info:
+            await call
+        assert info.value.code == ErrorNumber.INVALID_ARG
+        assert f"to {MAX_MEMORY_KIB} KiB" in str(info.value)
+    assert node.stats == before  # refused before any request reached the node
+    assert MAX_MEMORY_KIB == 2097151 * 1024
+
+
+async def test_the_largest_size_reaches_the_node(conn: aiovirt.Connection, node: SimNode,
+                                                 route: str) -> None:
+    from aiovirt.protocol.xen import MAX_MEMORY_KIB
+
+    sim = guests(node)[0]
+    dom = await conn.lookup_by_name(sim.name)
+    if route in CAN_PAUSE:
+        await dom.set_max_memory(MAX_MEMORY_KIB)
+        assert sim.hv_max_kib == MAX_MEMORY_KIB

@@ -15,14 +15,19 @@ from tests.cli.conftest import SimProcess, aiovirsh, start_sim, stop_sim
 
 
 @pytest.fixture(scope="module")
-def xend_uri() -> Iterator[str]:
-    """The xend-only URI of a node of four guests (xend 3.0.3, serving serially)."""
-    node: SimProcess = start_sim(4)
+def node() -> Iterator[SimProcess]:
+    """A node of four guests (xend 3.0.3, serving serially)."""
+    sim: SimProcess = start_sim(4)
     try:
-        yield (f"xen:///?xend=unix:{node.endpoints['xend_unix']}&xenstore=none"
-               "&hypervisor=none")
+        yield sim
     finally:
-        stop_sim(node)
+        stop_sim(sim)
+
+
+@pytest.fixture
+def xend_uri(node: SimProcess) -> str:
+    """The node's xend-only URI."""
+    return f"xen:///?xend=unix:{node.endpoints['xend_unix']}&xenstore=none&hypervisor=none"
 
 
 def test_list_dominfo_and_dumpxml_through_a_serial_xend(xend_uri: str) -> None:
@@ -49,3 +54,13 @@ def test_a_number_is_an_id_then_a_name_and_the_error_says_so(xend_uri: str) -> N
     uuid = "8f5d6a3e-02c1-9b7e-4d22-a1b0c3e5f719"
     res = aiovirsh("dominfo", uuid, uri=xend_uri)
     assert res.code == 1 and f"no domain with UUID {uuid} or name '{uuid}'" in res.err
+
+
+@pytest.mark.parametrize("route", ["all", "xend-only"])
+def test_setmaxmem_out_of_range_names_the_range(node: SimProcess, xend_uri: str,
+                                                route: str) -> None:
+    uri = node.uri if route == "all" else xend_uri
+    res = aiovirsh("setmaxmem", "vm1", "99999999999999999999", uri=uri)
+    assert res.code == 1 and res.err.count("\n") == 1, res.err
+    assert "from 4096 to 2147482624 KiB" in res.err
+    assert "SETDOMAINMAXMEM" not in res.err and "argument out of range" not in res.err

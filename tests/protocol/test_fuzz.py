@@ -23,6 +23,7 @@ from aiovirt.protocol.domxml import (
     sexpr_to_config,
 )
 from aiovirt.protocol.sexpr import SExpr, SexprError, dumps, parse, parse_all
+from aiovirt.protocol.xen import MAX_MEMORY_KIB
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,7 +106,7 @@ nics = st.one_of(
 configs = st.builds(
     DomainConfig,
     name=xml_safe,
-    memory=st.integers(1024, 2**40).map(lambda k: k // 1024 * 1024),
+    memory=st.integers(1024, MAX_MEMORY_KIB).map(lambda k: k // 1024 * 1024),
     vcpus=st.integers(1, 64),
     kernel=paths,
     initrd=st.one_of(st.none(), paths),
