@@ -204,7 +204,8 @@ class SimNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         for path in self._socket_paths():
             claim_socket_path(path)
-        self.db = XenStoreDB()
+        # the store asks the hypervisor which domains exist, as C's xc_domain_getinfo() does
+        self.db = XenStoreDB(domain_exists=lambda domid: domid in self._hv.domains)
         self._populate(self.initial_domains)
         self._hook_guest_watches()
         try:
@@ -496,6 +497,7 @@ class SimNode:
             # our own teardown already removed its nodes (and must keep /vm/<uuid>/uuid)
             self.db.release_domain(dom.domid, remove_owned_nodes=False)
         else:
+            self.db.forget_domain(dom.domid)
             self.db.fire_special("@releaseDomain")
         self._notify()
 

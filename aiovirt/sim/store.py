@@ -293,7 +293,13 @@ class XenStoreDB:
     (contract 1); they raise :class:`StoreError` and fire watches like a client's request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, domain_exists: Callable[[int], bool] | None = None) -> None:
+        # ``domain_exists`` is the hypervisor's answer (C's xc_domain_getinfo); None: every
+        # domain exists, as under the reference daemon's stub.
+        self._hypervisor = domain_exists
+        # Domains C keeps a struct for without their being introduced (a SET_PERMS named them
+        # while the hypervisor had them); they go with the domain (release_domain/forget).
+        self._known: set[int] = set()
         # Initial tree and generation counter as C 4.17 leaves them after start-up (obs).
         self._nodes: dict[str, Node] = {
             "/": Node(b"", _DOM0_ONLY, 1, {"tool": None}),
@@ -361,6 +367,17 @@ class XenStoreDB:
 
     # ------------------------------------------------------------------ permissions
 
+    def domain_exists(self, domid: int) -> bool:
+        """Return whether C would treat ``domid`` as existing: introduced, already known, or
+        present in the hypervisor."""
+        if domid in self._introduced or domid in self._known:
+            return True
+        return self._hypervisor is None or self._hypervisor(domid)
+
+    def forget_domain(self, domid: int) -> None:
+        """The hypervisor no longer has ``domid`` (C's check_domains() frees its struct)."""
+        self._known.discard(domid)
+
     def _perm(self, session: Session, perms: tuple[Perm, ...]) -> int:
         if session.privileged:
             return _PERM_ALL & ~_PERM_WRITE if session.read_only else _PERM_ALL
@@ -372,6 +389,9 @@ class XenStoreDB:
         else:
             bits = int(perms[0].access)
             for entry in perms[1:]:
+                # XSA-322: an entry naming a domain that does not exist is ignored.
+                if not self.domain_exists(entry.domid):
+                    continue
                 if entry.domid == domid or (target is not None and entry.domid == target):
                     bits = int(entry.access)
                     break
@@ -714,6 +734,13 @@ class XenStoreDB:
         if not session.privileged and len(args) - 1 > QUOTA_PERMS:
             raise StoreError("ENOSPC", f"more than {QUOTA_PERMS} permission entries")
         perms = tuple(parse_perm(text) for text in args[1:])
+        # C's domain_alloc_permrefs(): the domains named become known; an owner that does
+        # not exist is refused before the path is looked at (XSA-322).
+        for entry in perms:
+            if self.domain_exists(entry.domid):
+                self._known.add(entry.domid)
+        if not self.domain_exists(perms[0].domid):
+            raise StoreError("ENOENT", f"domain {perms[0].domid} does not exist")
         self.op_set_perms(session, tx, args[0], perms)
 
     def op_set_perms(self, session: Session, tx: Transaction | None, path: str,
@@ -944,6 +971,7 @@ class XenStoreDB:
         if domid not in self._introduced:
             raise StoreError("ENOENT", f"domain {domid} is not introduced")
         self._introduced.discard(domid)
+        self._known.discard(domid)
         self._targets.pop(domid, None)
         for name, perms in self._special_perms.items():
             # C's remove_domid_from_perm(): the domain's entries go, an owner becomes dom0.

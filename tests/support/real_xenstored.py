@@ -35,7 +35,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -180,7 +180,8 @@ def _wait_for_socket(path: str, proc: subprocess.Popen[bytes], log: Path) -> Non
 
 
 @contextlib.contextmanager
-def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True) -> Iterator[str]:
+def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True,
+                   domains: Iterable[int] | None = None) -> Iterator[str]:
     """Start the real C xenstored serving ``directory/socket``; yield the socket path.
 
     Its ``-T`` trace (every IN/OUT frame) goes to ``directory/trace`` and its output to
@@ -203,6 +204,8 @@ def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True) -> 
     log = workdir / "xenstored.log"
     env = dict(os.environ)
     env.update(XENSTORED_RUNDIR=str(rundir), XENSTORED_PATH=sock, LD_PRELOAD=str(stub))
+    if domains is not None:  # the hypervisor has only these (default: every domain exists)
+        env["XSSTUB_DOMAINS"] = ",".join(str(d) for d in domains)
     args = [str(XENSTORED), "-N"]
     if trace:
         args += ["-T", str(workdir / "trace")]

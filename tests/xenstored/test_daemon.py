@@ -551,3 +551,84 @@ async def test_frames_before_an_oversized_header_are_answered(daemon: Daemon) ->
     frames = FrameDecoder().feed(data)
     assert [(m.op, m.req_id, m.payload) for m in frames] == [
         (O.READ, 1, b""), (O.GET_DOMAIN_PATH, 2, b"/local/domain/3\0")]
+
+
+# --------------------------------------------- domains that do not exist (XSA-322, issue 11)
+
+# The hypervisor has domains 0, 1 and 2 only; 7 is introduced on the way, 9 never exists.
+EXISTING = (0, 1, 2)
+MISSING_DOMAIN_SCRIPT = [
+    (O.WRITE, b"/a\0v"),
+    (O.SET_PERMS, b"/a\0n9\0"),  # owner does not exist
+    (O.SET_PERMS, b"/missing\0n9\0"),  # ... refused before the path is looked at
+    (O.SET_PERMS, b"/missing\0n1\0"),
+    (O.SET_PERMS, b"@releaseDomain\0n9\0"),
+    (O.SET_PERMS, b"/a\0x9\0"),  # a bad entry is EINVAL first
+    (O.SET_PERMS, b"/a\0b9\0"),
+    (O.SET_PERMS, b"/a\0n1\0r9\0w2\0"),  # other entries may name anyone; kept as given
+    (O.GET_PERMS, b"/a\0"),
+    (O.INTRODUCE, b"7\0001\0001\0"),
+    (O.SET_PERMS, b"/a\0n7\0"),  # an introduced domain exists
+    (O.GET_PERMS, b"/a\0"),
+    (O.SET_PERMS, b"@introduceDomain\0n2\0r9\0"),
+    (O.SET_PERMS, b"/\0b2\0"),
+]
+
+
+def _run_missing_domain_script(path: str) -> list[tuple[str, bytes]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(path)
+    dec = FrameDecoder()
+    out: list[tuple[str, bytes]] = []
+    try:
+        for req, (op, payload) in enumerate(MISSING_DOMAIN_SCRIPT, 1):
+            sock.sendall(encode(op, req, 0, payload))
+            while True:
+                replies = [m for m in dec.feed(sock.recv(65536)) if m.op != O.WATCH_EVENT]
+                if replies:
+                    break
+            out.extend((XsOp(m.op).name, m.payload) for m in replies)
+    finally:
+        sock.close()
+    return out
+
+
+@pytest.mark.interop
+async def test_missing_owner_and_entries_as_c_xenstored(short_dir: str) -> None:
+    from aiovirt.sim.xenstored import XenStored
+    from tests.support.real_xenstored import real_xenstored, require_real_xenstored
+
+    require_real_xenstored()
+    with real_xenstored(f"{short_dir}/real", trace=False, domains=EXISTING) as real_path:
+        real = await asyncio.to_thread(_run_missing_domain_script, real_path)
+    db = XenStoreDB(domain_exists=EXISTING.__contains__)
+    async with XenStored(db, f"{short_dir}/sim-socket", None) as server:
+        sim = await asyncio.to_thread(_run_missing_domain_script, server.socket_path)
+    assert sim == real
+    assert real[1] == ("ERROR", b"ENOENT\0") and real[8] == ("GET_PERMS", b"n1\0r9\0w2\0")
+
+
+async def test_entries_naming_a_gone_domain_are_ignored(short_dir: str) -> None:
+    """XSA-322: once the hypervisor no longer has a domain, entries naming it grant nothing,
+    and it cannot be made an owner any more."""
+    from aiovirt.sim.xenstored import XenStored
+
+    alive = {0, 1, 2}
+    db = XenStoreDB(domain_exists=alive.__contains__)
+    async with XenStored(db, f"{short_dir}/socket", None) as server:
+        d = Daemon(db, server, server.socket_path, "", short_dir)
+        xs = await d.client()
+        guest = await _as_guest(d, 1)
+        try:
+            await xs.ok(O.WRITE, b"/p\0secret")
+            await xs.ok(O.SET_PERMS, b"/p\0n0\0r1\0")
+            assert await guest.ok(O.READ, b"/p\0") == b"secret"
+            alive.discard(1)
+            db.forget_domain(1)
+            assert await guest.err(O.READ, b"/p\0") == "EACCES"
+            assert await xs.ok(O.GET_PERMS, b"/p\0") == b"n0\0r1\0"  # still listed
+            assert await xs.err(O.SET_PERMS, b"/p\0n1\0") == "ENOENT"
+        finally:
+            await guest.close()
+            await xs.close()
