@@ -79,6 +79,8 @@ QUOTA_WATCHES = 128
 QUOTA_TRANSACTIONS = 10
 QUOTA_PERMS = 5
 QUOTA_NODE_SIZE = 2048
+QUOTA_NODES = 1000  # nodes a guest's domain may own
+QUOTA_TRANS_NODES = 1024  # nodes a guest's transaction may touch
 _RECORD_HEADER = 24  # sizeof(struct xs_tdb_record_hdr); each perm entry is 8 bytes
 
 #: Called with (event path, token) for every event a session's watches produce.
@@ -127,6 +129,7 @@ class _Access:
     fire: bool = False
     exact: bool = False
     perms: tuple[Perm, ...] | None = None  # at the first touch; None if it was missing
+    owner: int | None = None  # the owner at the first touch; None if it was missing
 
 
 @dataclass(slots=True)
@@ -137,6 +140,7 @@ class Transaction:
     session: Session
     accessed: dict[str, _Access] = field(default_factory=dict)
     failed: bool = False  # a write in it failed: its commit answers ENOMEM, as C's does
+    node_created: bool = False  # C's trans->node_created: the commit checks the node quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +311,7 @@ class XenStoreDB:
             "/tool/xenstored": Node(b"", _DOM0_ONLY, 3),
         }
         self._generation = 4
+        self._owned: dict[int, int] = {0: len(self._nodes)}  # C's nbentry: nodes per owner
         self._session_seq = 0
         self._watch_seq = 0
         self._watch_index: dict[str, list[tuple[Session, Watch]]] = {}
@@ -446,11 +451,13 @@ class XenStoreDB:
             return self._nodes.get(path)
         acc = tx.accessed.get(path)
         if acc is None:
+            self._trans_node_quota(tx)
             live = self._nodes.get(path)
             if live is None:
                 acc = _Access(None, NO_GENERATION)
             else:
-                acc = _Access(live.copy(), live.generation, perms=live.perms)
+                acc = _Access(live.copy(), live.generation, perms=live.perms,
+                              owner=live.perms[0].domid)
             tx.accessed[path] = acc
         return acc.node
 
@@ -466,12 +473,15 @@ class XenStoreDB:
              *, fire: bool, old_perms: tuple[Perm, ...] | None = None) -> None:
         node.generation = self._next_generation()
         if tx is None:
+            live = self._nodes.get(path)
+            self._count_owner(live, node, old_perms if live is node else None)
             self._nodes[path] = node
             if fire:
                 self._fire(path, node.perms, old_perms)
             return
         acc = tx.accessed.get(path)
         if acc is None:
+            self._trans_node_quota(tx)
             acc = tx.accessed[path] = _Access(node, None, perms=node.perms)
         acc.node = node
         acc.modified = True
@@ -481,15 +491,39 @@ class XenStoreDB:
     def _delete(self, tx: Transaction | None, path: str, old: Node, *, exact: bool) -> None:
         self._next_generation()
         if tx is None:
-            self._nodes.pop(path, None)
+            self._count_owner(self._nodes.pop(path, None), None)
             self._fire(path, old.perms, exact=exact)
             return
         acc = tx.accessed.get(path)
         if acc is None:
-            acc = tx.accessed[path] = _Access(None, None, perms=old.perms)
+            self._trans_node_quota(tx)
+            acc = tx.accessed[path] = _Access(None, None, perms=old.perms,
+                                                 owner=old.perms[0].domid)
         acc.node = None
         acc.modified = True
         self._queue(acc, exact)
+
+    def _count_owner(self, old: Node | None, new: Node | None,
+                     old_perms: tuple[Perm, ...] | None = None) -> None:
+        # ``old_perms``: those ``old`` had before they were changed in place
+        owned = self._owned
+        if old is not None:
+            owned[(old_perms or old.perms)[0].domid] -= 1
+        if new is not None:
+            owned[new.perms[0].domid] = owned.get(new.perms[0].domid, 0) + 1
+
+    def owned_nodes(self, domid: int) -> int:
+        """Return how many nodes ``domid`` owns (C's per-domain entry count)."""
+        return self._owned.get(domid, 0)
+
+    def _trans_node_quota(self, tx: Transaction) -> None:
+        # C's access_node(): a guest's transaction touching a 1025th node fails, for good.
+        if len(tx.accessed) >= QUOTA_TRANS_NODES and not tx.session.privileged:
+            tx.failed = True
+            raise StoreError("ENOSPC", f"transaction {tx.id} touches too many nodes")
+
+    def _domid_unprivileged(self, domid: int) -> bool:
+        return domid != 0
 
     # ------------------------------------------------------------------ events
 
@@ -661,8 +695,15 @@ class XenStoreDB:
         perms = parent.perms
         if not session.privileged:
             perms = (Perm(session.domid, perms[0].access), *perms[1:])
-        if not session.privileged:  # each write's size quota, bottom-up, before any write
+        if tx is not None:
+            tx.node_created = True
+        if not session.privileged:  # each write's quotas, bottom-up, before any write
+            owned = self.owned_nodes(session.domid) if session.domid != 0 else 0
             for k in range(len(missing)):
+                # C's domain_entry(): the connection's own count, which grows as each new
+                # node is written outside a transaction and not at all inside one.
+                if owned + (k if tx is None else 0) >= QUOTA_NODES:
+                    raise StoreError("ENOSPC", f"domain {session.domid} owns too many nodes")
                 kids = {missing[k - 1].rsplit("/", 1)[1]: None} if k else {}
                 if self._too_big(session, perms, value if k == 0 else b"", kids):
                     self._write_failed(tx, k + 1)
@@ -839,6 +880,8 @@ class XenStoreDB:
         if tx.failed:
             raise StoreError("ENOMEM", f"transaction {tx.id} failed earlier")
         nodes = self._nodes
+        if tx.node_created and not session.privileged:
+            self._commit_node_quota(tx)
         for path, acc in tx.accessed.items():
             if acc.check_generation is None:
                 continue
@@ -851,12 +894,30 @@ class XenStoreDB:
             if not acc.modified:
                 continue
             if acc.node is None:
-                nodes.pop(path, None)
+                self._count_owner(nodes.pop(path, None), None)
             else:
                 acc.node.generation = self._next_generation()
+                self._count_owner(nodes.get(path), acc.node)
                 nodes[path] = acc.node
             if acc.fire:
                 self._fire(path, None, acc.perms, exact=acc.exact)
+
+    def _commit_node_quota(self, tx: Transaction) -> None:
+        # C's transaction_fix_domains(): each domain's count now, plus what the transaction
+        # added and removed as it saw the nodes, must stay under the quota.
+        delta: dict[int, int] = {}
+        for acc in tx.accessed.values():
+            if not acc.modified:
+                continue
+            if acc.node is not None:
+                owner = acc.node.perms[0].domid
+                delta[owner] = delta.get(owner, 0) + 1
+            if acc.owner is not None:
+                delta[acc.owner] = delta.get(acc.owner, 0) - 1
+        for domid, change in delta.items():
+            if self._domid_unprivileged(domid) and \
+                    self.owned_nodes(domid) + change >= QUOTA_NODES:
+                raise StoreError("ENOSPC", f"domain {domid} would own too many nodes")
 
     def op_get_domain_path(self, text: str) -> bytes:
         """Return ``/local/domain/<atoi(text)>\\0`` (not validated, as C does)."""

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from aiovirt.protocol.xs_wire import HEADER, FrameDecoder, XsOp, encode
-from aiovirt.sim.store import StoreError, XenStoreDB
+from aiovirt.sim.store import StoreError, XenStoreDB, parse_perm
 from tests.xenstored.conftest import Daemon, RawClient
 
 O = XsOp  # noqa: E741
@@ -632,3 +632,101 @@ async def test_entries_naming_a_gone_domain_are_ignored(short_dir: str) -> None:
         finally:
             await guest.close()
             await xs.close()
+
+
+# ------------------------------------------------ C's node quotas for guests (issue 11 part 4)
+
+def _guest_with_nodes(owned: int) -> tuple[XenStoreDB, object]:
+    """A store where domain 5 owns ``owned`` nodes: its home and ``owned - 1`` under it."""
+    db = XenStoreDB()
+    db.write("/local/domain/5", "")
+    db.set_perms("/local/domain/5", [parse_perm("n5")])
+    guest = db.connect(domid=5)
+    for i in range(owned - 1):  # in groups of 100 (a node record must stay under 2048)
+        group, k = divmod(i, 101)
+        db.op_write(guest, None, f"/local/domain/5/g{group}" + (f"/{k}" if k else ""), b"")
+    assert db.owned_nodes(5) == owned
+    return db, guest
+
+
+def _recount(db: XenStoreDB) -> dict[int, int]:
+    counts: dict[int, int] = {}
+
+    def walk(path: str) -> None:
+        owner = db.get_perms(path)[0].domid
+        counts[owner] = counts.get(owner, 0) + 1
+        for name in db.directory(path):
+            walk(f"{path.rstrip('/')}/{name}")
+
+    walk("/")
+    return counts
+
+
+def test_a_guest_owns_at_most_1000_nodes() -> None:
+    db, guest = _guest_with_nodes(999)
+    db.op_write(guest, None, "/local/domain/5/last", b"")  # C checks the count before adding
+    assert db.owned_nodes(5) == 1000
+    with pytest.raises(StoreError, match="ENOSPC"):
+        db.op_write(guest, None, "/local/domain/5/one-more", b"")
+    with pytest.raises(StoreError, match="ENOSPC"):
+        db.op_mkdir(guest, None, "/local/domain/5/one-more")
+    db.op_write(guest, None, "/local/domain/5/last", b"rewritten")  # not a new node
+    db.write("/local/domain/5/by-dom0", "")  # dom0 may; the node is 5's, as C counts it
+    assert db.owned_nodes(5) == 1001
+    db.op_rm(guest, None, "/local/domain/5/g0/1")
+    db.op_rm(guest, None, "/local/domain/5/g0/2")
+    db.op_write(guest, None, "/local/domain/5/again", b"")
+    assert _recount(db)[5] == db.owned_nodes(5) == 1000
+
+
+def test_node_quota_counts_each_new_ancestor_and_creates_nothing_when_over() -> None:
+    db, guest = _guest_with_nodes(998)
+    with pytest.raises(StoreError, match="ENOSPC"):
+        db.op_write(guest, None, "/local/domain/5/a/b/c", b"")  # the third would be over
+    assert not db.exists("/local/domain/5/a") and db.owned_nodes(5) == 998
+    db.op_write(guest, None, "/local/domain/5/a/b", b"")
+    assert db.owned_nodes(5) == 1000
+
+
+def test_node_quota_in_a_transaction_is_checked_at_commit() -> None:
+    db, guest = _guest_with_nodes(998)
+    tx_id = db.op_transaction_start(guest, None)
+    db.op_write(guest, db.transaction(guest, tx_id), "/local/domain/5/x", b"")
+    db.op_transaction_end(guest, db.transaction(guest, tx_id), True)  # 999 < 1000
+    # C's commit compares the new total with '>=': the 1000th node fails inside a transaction
+    # though it succeeds outside one; the writes inside succeed and nothing is applied.
+    tx_id = db.op_transaction_start(guest, None)
+    tx = db.transaction(guest, tx_id)
+    db.op_write(guest, tx, "/local/domain/5/y", b"")
+    with pytest.raises(StoreError, match="ENOSPC"):
+        db.op_transaction_end(guest, tx, True)
+    assert not db.exists("/local/domain/5/y") and db.owned_nodes(5) == 999
+    # removing as many as it adds keeps a transaction under the quota
+    tx_id = db.op_transaction_start(guest, None)
+    tx = db.transaction(guest, tx_id)
+    db.op_rm(guest, tx, "/local/domain/5/g0/1")
+    db.op_write(guest, tx, "/local/domain/5/y", b"")
+    db.op_transaction_end(guest, tx, True)
+    assert _recount(db)[5] == db.owned_nodes(5) == 999
+
+
+def test_a_guest_transaction_touches_at_most_1024_nodes() -> None:
+    db, guest = _guest_with_nodes(1)
+    tx_id = db.op_transaction_start(guest, None)
+    tx = db.transaction(guest, tx_id)
+    db.op_write(guest, tx, "/local/domain/5/w", b"")  # touches w and its parent
+    for i in range(1022):
+        with pytest.raises(StoreError, match="ENOENT"):
+            db.op_read(guest, tx, f"/local/domain/5/missing{i}")
+    assert len(tx.accessed) == 1024
+    with pytest.raises(StoreError, match="ENOSPC"):
+        db.op_read(guest, tx, "/local/domain/5/one-too-many")
+    with pytest.raises(StoreError, match="ENOMEM"):  # the transaction is doomed
+        db.op_transaction_end(guest, tx, True)
+    assert not db.exists("/local/domain/5/w")
+    dom0 = db.connect()
+    tx = db.transaction(dom0, db.op_transaction_start(dom0, None))
+    for i in range(1100):  # dom0 has no such quota
+        db.op_write(dom0, tx, f"/many/n{i}", b"")
+    db.op_transaction_end(dom0, tx, True)
+    assert len(db.directory("/many")) == 1100

@@ -24,6 +24,7 @@ from aiovirt.sim.store import XenStoreDB
 from aiovirt.sim.xenstored import XenStored
 from tests.support.real_xenstored import real_xenstored, require_real_xenstored
 from tests.xenstored.xs_fuzz import (
+    HYPERVISOR_DOMAINS,
     Sequence,
     Step,
     compare,
@@ -40,8 +41,9 @@ COUNT = int(os.environ.get("AIOVIRT_XS_FUZZ_COUNT", "400"))
 
 
 async def _both(seq: Sequence, directory: str) -> tuple[list, list]:
-    with real_xenstored(f"{directory}/c", trace=False) as real_path:
-        async with XenStored(XenStoreDB(), f"{directory}/sim", None) as server:
+    with real_xenstored(f"{directory}/c", trace=False, domains=HYPERVISOR_DOMAINS) as real_path:
+        db = XenStoreDB(domain_exists=HYPERVISOR_DOMAINS.__contains__)
+        async with XenStored(db, f"{directory}/sim", None) as server:
             real, sim = await asyncio.gather(asyncio.to_thread(run, real_path, seq),
                                              asyncio.to_thread(run, server.socket_path, seq))
     return real, sim
