@@ -32,11 +32,13 @@ What is emulated from C 4.17 (facts in ``xenstore-wire.md``):
 - permissions: entry 1 is owner + default; domids are C's unsigned ``strtol`` base 0 (``b-1``
   is kept and printed back); privileged sessions bypass checks; a missing node under an
   ancestor the caller cannot reach is EACCES, not ENOENT; new nodes copy the parent's list and
-  a guest creator becomes the owner; a guest may not change the owner (EPERM).
+  a guest creator becomes the owner; a guest may not change the owner (EPERM); a SET_PERMS
+  owner that does not exist is ENOENT and entries naming a gone domain grant nothing (XSA-322;
+  which domains exist is the hypervisor's answer, ``domain_exists``).
 
-Guests get C's default watch, transaction, permission-count and node-size quotas. Where it still
-differs from C, and why (every domain taken to exist, the other quotas, ...):
-``docs/simulator.md``, "How its xenstore daemon differs from the real one".
+Guests get C's default watch, transaction, permission-count, node-size, nodes-per-domain and
+nodes-per-transaction quotas. Where it still differs from C, and why (the memory and rate
+quotas, ...): ``docs/simulator.md``, "How its xenstore daemon differs from the real one".
 """
 
 from __future__ import annotations
