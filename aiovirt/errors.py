@@ -62,6 +62,7 @@ class ErrorDomain(IntEnum):
     RPC = 7
     PROXY = 8
     CONF = 9
+    STATS_LINUX = 16
     URI = 45
 
 
@@ -198,6 +199,7 @@ _DOMAIN_PREFIX: dict[int, str] = {
     ErrorDomain.RPC: "RPC ",
     ErrorDomain.PROXY: "proxy ",
     ErrorDomain.CONF: "Config ",
+    ErrorDomain.STATS_LINUX: "Linux Stats ",
     ErrorDomain.URI: "URI ",
 }
 
