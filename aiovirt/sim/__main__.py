@@ -3,7 +3,10 @@
 Prints exactly one JSON line to stdout once every server listens::
 
     {"uri": ..., "xenstore": ..., "xenstore_ro": ..., "xend": "http://127.0.0.1:PORT",
-     "xend_unix": ..., "privcmd": ...}
+     "xend_unix": ..., "privcmd": ..., "stats_root": ...}
+
+``stats_root`` is the directory under which the node's device statistics files are
+(``sys/bus/xen-backend/devices/vbd-*/statistics/`` and ``proc/net/dev``, as on a dom0).
 
 With ``--xen-tools`` the line also carries ``"xen_tools_env"``: the environment variables under
 which Xen's own ``xl``, ``xentop`` and libxenctrl work against the node (:mod:`aiovirt.sim.xenabi`).

@@ -38,6 +38,7 @@ from aiovirt.protocol.sexpr import SExpr, dumps, format_float
 from aiovirt.protocol.states import ShutdownReason
 from aiovirt.sim import guest, layout
 from aiovirt.sim.config import check_vm_name, domain_from_config, parse_config
+from aiovirt.sim.devstats import SimDeviceStats
 from aiovirt.sim.domain import SimDomain, Vbd, Vif, mib
 from aiovirt.sim.errors import NoSuchDomain, SimError
 from aiovirt.sim.faults import Faults
@@ -126,6 +127,7 @@ class SimNode:
         # A host sized for its guests, whose CPUs the running vCPUs share: CPU time never
         # grows faster than the host has CPUs.
         self._hv = Hypervisor(host_cpus(domains))
+        self.devstats: SimDeviceStats | None = None  # the device statistics files
         self._by_name: dict[str, SimDomain] = {}
         self._next_domid = 1
         self._timers: set[asyncio.TimerHandle] = set()
@@ -167,7 +169,12 @@ class SimNode:
     def uri(self) -> str:
         """Return the URI that ``aiovirt.open()`` accepts to reach this node (contract 4)."""
         return (f"xen:///?xend=unix:{self.xend_unix_path}&xenstore={self.xenstore_path}"
-                f"&hypervisor=sim:{self.privcmd_path}")
+                f"&hypervisor=sim:{self.privcmd_path}&stats_root={self.stats_root}")
+
+    @property
+    def stats_root(self) -> str:
+        """Return the root under which the node's device statistics files are (``DIR/root``)."""
+        return str(self.directory / "root")
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -179,6 +186,7 @@ class SimNode:
             "xend": f"http://{self.xend_host}:{self.xend_port}",
             "xend_unix": self.xend_unix_path,
             "privcmd": self.privcmd_path,
+            "stats_root": self.stats_root,
         }
 
     @property
@@ -219,6 +227,8 @@ class SimNode:
                                     serving=self.xend_serving)
             await self._xend.start()
             self.xend_port = self._xend.port
+            self.devstats = SimDeviceStats(self, self.stats_root)
+            await self.devstats.start()
         except BaseException:
             await self.close()
             raise
@@ -232,6 +242,8 @@ class SimNode:
             handle.cancel()
         self._timers.clear()
         self.faults.xend.release_stalls()
+        if self.devstats is not None:
+            await self.devstats.close()
         for server in (self._xend, self._privcmd, self._xenstored):
             if server is not None:
                 try:
