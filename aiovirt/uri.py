@@ -5,8 +5,11 @@
 ``xenctrl`` or ``sim:PATH``) override one endpoint each, and the value ``none`` turns that
 backend off. ``xen://HOST[:PORT]/`` is a remote xend over TCP (port 8000 by default) with no
 xenstore and no hypervisor. ``sim:///?domains=N&seed=S`` asks for a simulated node started inside
-the process. The simulator prints a ``xen:///?...`` URI naming its sockets, which is just the
-``xen`` form with every endpoint given. Two tuning parameters apply to both schemes:
+the process. ``stats_root=PATH`` says under which root the dom0's device statistics files are
+read (``sys/bus/xen-backend/devices`` and ``proc/net/dev``; ``/`` by default for the local
+node, ``none`` or a remote node: no device statistics). The simulator prints a ``xen:///?...``
+URI naming its sockets and its statistics root, which is just the ``xen`` form with every
+endpoint given. Two tuning parameters apply to both schemes:
 ``xend_connections=N`` bounds the connections used at once against a xend that serves
 connections concurrently (default 32; xend 3.0.4 and later, which say so in their node record;
 3.0.0-3.0.3 serve one connection at a time and always get one) and ``timeout=S`` bounds each
@@ -38,7 +41,7 @@ DEFAULT_XEND_TCP = "http://localhost:8000/"
 DEFAULT_URI = "xen:///"
 _HYPERVISOR_KINDS = ("auto", "xenctrl")
 _KNOWN_PARAMS = {
-    "xen": {"xend", "xenstore", "hypervisor", "xend_connections", "timeout"},
+    "xen": {"xend", "xenstore", "hypervisor", "stats_root", "xend_connections", "timeout"},
     "sim": {"domains", "seed", "xend_connections", "timeout"},
 }
 
@@ -49,7 +52,8 @@ class ConnectionURI:
 
     ``xend`` is ``unix:PATH`` or an ``http://`` URL; ``xenstore`` a socket path (the read-only
     socket is that path plus ``_ro``) or ``""`` for libxenstore's default place;
-    ``hypervisor`` is ``auto``, ``xenctrl`` or ``sim:PATH``. For ``sim:`` URIs the endpoints
+    ``hypervisor`` is ``auto``, ``xenctrl`` or ``sim:PATH``; ``stats_root`` the directory
+    under which the device statistics files are read (None: none). For ``sim:`` URIs the endpoints
     are filled in once the simulated node has started.
     """
 
@@ -58,6 +62,7 @@ class ConnectionURI:
     xend: str | None
     xenstore: str | None
     hypervisor: str | None
+    stats_root: str | None = None
     sim_domains: int = 3
     sim_seed: int | None = None
     xend_connections: int = 32
@@ -173,10 +178,12 @@ def parse_uri(uri: str | None = None) -> ConnectionURI:
         xend_default: str | None = f"http://{netloc}:{port}/"
         xenstore_default: str | None = None
         hypervisor_default: str | None = None
+        stats_default: str | None = None
     else:
         xend_default = default_xend()
         xenstore_default = ""
         hypervisor_default = "auto"
+        stats_default = "/"
 
     def endpoint(name: str, default: str | None) -> str | None:
         value = params.get(name)
@@ -191,10 +198,13 @@ def parse_uri(uri: str | None = None) -> ConnectionURI:
     xend = endpoint("xend", xend_default)
     xenstore = endpoint("xenstore", xenstore_default)
     hypervisor = endpoint("hypervisor", hypervisor_default)
+    stats_root = endpoint("stats_root", stats_default)
+    if stats_root is not None and not stats_root.startswith("/"):
+        raise _bad(uri, f"stats_root={stats_root!r} is not an absolute path")
     return ConnectionURI(
         uri=uri, scheme="xen",
         xend=None if xend is None else _check_xend(uri, xend),
         xenstore=xenstore,
         hypervisor=None if hypervisor is None else _check_hypervisor(uri, hypervisor),
-        xend_connections=connections, timeout=timeout,
+        stats_root=stats_root, xend_connections=connections, timeout=timeout,
     )
