@@ -41,7 +41,7 @@ LIBVIRT_ERROR_NUMBERS = {
 }
 LIBVIRT_ERROR_DOMAINS = {
     "NONE": 0, "XEN": 1, "XEND": 2, "XENSTORE": 3, "SEXPR": 4, "XML": 5, "DOM": 6, "RPC": 7,
-    "PROXY": 8, "CONF": 9, "URI": 45,
+    "PROXY": 8, "CONF": 9, "STATS_LINUX": 16, "URI": 45,
 }
 
 
