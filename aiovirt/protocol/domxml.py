@@ -539,7 +539,7 @@ def sexpr_to_config(sxpr: SExpr | str | bytes) -> DomainConfig:
                 if disk is not None:
                     disks.append(disk)
             elif dev[0] == "vif":
-                interfaces.append(_interface_from_sexpr(dev))
+                interfaces.append(_interface_from_sexpr(dev, dom_id, len(interfaces)))
 
     return DomainConfig(
         name=name,
@@ -587,8 +587,13 @@ def _disk_from_sexpr(dev: list[SExpr]) -> DiskConfig | None:
     return DiskConfig(type=disk_type, source=path, target=target, readonly=mode == "r")
 
 
-def _interface_from_sexpr(dev: list[SExpr]) -> InterfaceConfig:
+def _interface_from_sexpr(dev: list[SExpr], dom_id: int | None, index: int) -> InterfaceConfig:
     bridge = _value(dev, "bridge")
+    # A running domain's interface without a vifname is the backend netdev vif<domid>.<n>
+    # (n counts its vifs), the name interface_stats() takes, as libvirt's xend driver shows.
+    target = _value(dev, "vifname")
+    if target is None and dom_id is not None:
+        target = f"vif{dom_id}.{index}"
     script = _value(dev, "script")
     # (ip A) may repeat, and 3.0.x wrote it as a list: collect every address.
     addresses = [a for ip in find_all(dev, "ip") for a in _atoms(ip[1:])]
@@ -601,7 +606,7 @@ def _interface_from_sexpr(dev: list[SExpr]) -> InterfaceConfig:
         mac=_value(dev, "mac"),
         ip=" ".join(addresses) or None,
         script=script,
-        target=_value(dev, "vifname"),
+        target=target,
     )
 
 
