@@ -16,10 +16,13 @@ from aiovirt.errors import (
 )
 from aiovirt.events import DomainEvent, EventKind, StopReason
 from aiovirt.info import DomainInfo, NodeInfo
+from aiovirt.protocol.devstats import BlockStats, DeviceStats, InterfaceStats
 from aiovirt.protocol.states import DomainState
 
 __all__ = [
+    "BlockStats",
     "Connection",
+    "DeviceStats",
     "Domain",
     "DomainEvent",
     "DomainInfo",
@@ -28,6 +31,7 @@ __all__ = [
     "ErrorLevel",
     "ErrorNumber",
     "EventKind",
+    "InterfaceStats",
     "NodeInfo",
     "OpeningConnection",
     "StopReason",

@@ -37,13 +37,15 @@ from aiovirt.events import DEFAULT_QUEUE_SIZE, EventStream, check_interval
 from aiovirt.events.source import EventSource
 from aiovirt.events.table import DEFAULT_CHANGES_QUEUE, DomainTable
 from aiovirt.info import DomainInfo, NodeInfo
+from aiovirt.protocol.devstats import BlockStats, DeviceStats, InterfaceStats
 from aiovirt.protocol.states import DomainState
 from aiovirt.protocol.xen import MAX_MEMORY_KIB
+from aiovirt.routing.devstats import DeviceStatsRoutes
 from aiovirt.routing.hypervisor import HypervisorRoutes
 from aiovirt.routing.identity import Identity, gone
 from aiovirt.routing.router import Router
 from aiovirt.routing.scan import node_reader
-from aiovirt.routing.table import BACKENDS, HYPERVISOR, XEND, XENSTORE
+from aiovirt.routing.table import BACKENDS, DEVSTATS, HYPERVISOR, XEND, XENSTORE
 from aiovirt.routing.xend import XendRoutes
 from aiovirt.routing.xenstore import XenStoreRoutes
 from aiovirt.uri import ConnectionURI, parse_uri
@@ -164,7 +166,14 @@ class Connection:
                             f"store answers: {reasons})")
             raise err from cause
         store = XenStoreRoutes(self._xs, self.uri) if self._xs is not None else None
-        views: dict[str, HypervisorRoutes | XendRoutes | XenStoreRoutes] = {}
+        views: dict[str, HypervisorRoutes | XendRoutes | XenStoreRoutes | DeviceStatsRoutes] = {}
+        if spec.stats_root is not None:
+            from aiovirt.backends.devstats import DeviceStatsReader
+
+            views[DEVSTATS] = DeviceStatsRoutes(DeviceStatsReader(spec.stats_root))
+        else:
+            self._why_not[DEVSTATS] = ("not read for this URI (a remote node, or "
+                                       "stats_root=none)")
         if self._xend is not None:
             views[_XEND] = XendRoutes(self._xend, self.uri)
         if store is not None:
@@ -174,10 +183,12 @@ class Connection:
         self._router = self._make_router(views)
 
     def _make_router(
-        self, views: dict[str, HypervisorRoutes | XendRoutes | XenStoreRoutes],
+        self,
+        views: dict[str, HypervisorRoutes | XendRoutes | XenStoreRoutes | DeviceStatsRoutes],
     ) -> Router[Domain]:
         return Router(self.uri, views,
-                      endpoints={name: self._endpoint_name(name) for name in BACKENDS},
+                      endpoints={name: self._endpoint_name(name)
+                                 for name in (*BACKENDS, DEVSTATS)},
                       why_not=self._why_not, new=functools.partial(Domain, self))
 
     async def _start_sim(self, spec: ConnectionURI) -> ConnectionURI:
@@ -219,6 +230,10 @@ class Connection:
             return f"Xen daemon at {spec.xend}" if spec.xend else "Xen daemon"
         if backend == _XENSTORE:
             return f"Xen store at {self._xs_path}" if self._xs_path else "Xen store"
+        if backend == DEVSTATS:
+            root = spec.stats_root
+            return f"the dom0's statistics files under {root}" if root else (
+                "the dom0's statistics files")
         return f"hypervisor {spec.hypervisor}" if spec.hypervisor else "hypervisor"
 
     async def close(self) -> None:
@@ -434,6 +449,29 @@ class Connection:
                 if not dom._gone:
                     wanted.append(dom)
         return await self._router.domain_infos(wanted)
+
+    @reporting
+    async def device_stats(
+        self, domains: Iterable[Domain] | None = None,
+    ) -> list[tuple[Domain, DeviceStats]]:
+        """Return ``(domain, device statistics)`` for ``domains`` (default: every running one).
+
+        The bulk form of :meth:`Domain.block_stats` and :meth:`Domain.interface_stats`: one
+        read of the dom0's statistics files, shared with concurrent callers. Disks are named
+        by target (``sda1``), interfaces by backend (``vif1.0``); network counters are the
+        guest's view. Pass the domains :meth:`domain_infos` just returned to pair both
+        without another hypervisor call; a domain that has gone is left out.
+        """
+        self._check_open()
+        wanted = None
+        if domains is not None:
+            wanted = []
+            for dom in domains:
+                if dom._conn is not self:
+                    self._check_domain(dom)
+                if not dom._gone:
+                    wanted.append(dom)
+        return await self._router.device_stats(wanted)
 
     @reporting
     async def lookup_by_name(self, name: str) -> Domain:
@@ -659,6 +697,28 @@ class Domain(Identity):
             raise VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM,
                             f"xml_desc flags must be 0, not {flags!r}")
         return await self._conn._router.xml_desc(self)
+
+    @_public
+    async def block_stats(self, device: str) -> BlockStats:
+        """Return disk ``device``'s (its target, e.g. ``sda1``) requests, bytes and errors.
+
+        Read from the block backend's statistics in the dom0 (bytes = sectors x 512, errors
+        = requests that waited for a full ring); INVALID_ARG names an unknown device.
+        """
+        self._conn._check_domain(self)
+        stats: BlockStats = await self._conn._router.block_stats(self, device)
+        return stats
+
+    @_public
+    async def interface_stats(self, device: str) -> InterfaceStats:
+        """Return interface ``device``'s (``vif<domid>.<n>``) counters, as the guest sees them.
+
+        ``rx_*`` is what the guest received, ``tx_*`` what it sent (the vif's own columns in
+        ``/proc/net/dev`` are the other way round); INVALID_ARG names an unknown device.
+        """
+        self._conn._check_domain(self)
+        stats: InterfaceStats = await self._conn._router.interface_stats(self, device)
+        return stats
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -85,12 +85,17 @@ def _read_counters(stats_dir: str) -> BlockStats | None:
     return block_stats(values)
 
 
-def _read_net(path: str) -> dict[int, dict[str, InterfaceStats]]:
+def _read_net(path: str, domid: int | None = None) -> dict[int, dict[str, InterfaceStats]]:
+    """Return the vifs' guest-view counters by domid (only ``domid``'s, if given)."""
     try:
         with open(path, "rb") as f:
             text = f.read()
     except FileNotFoundError:
         return {}
+    if domid is not None:  # one domain's lines only: no need to parse every guest's
+        prefix = f"vif{domid}.".encode()
+        text = b"\n".join(line for line in text.split(b"\n")
+                          if line.lstrip().startswith(prefix))
     out: dict[int, dict[str, InterfaceStats]] = {}
     for name, counters in parse_proc_net_dev(text).items():
         ids = parse_vif_name(name)
@@ -167,7 +172,7 @@ class DeviceStatsReader:
 
     async def interface_stats(self, domid: int) -> dict[str, InterfaceStats]:
         """Return the guest-view counters of domain ``domid``'s vifs, by name."""
-        result = await self._run(_read_net, self._net)
+        result = await self._run(_read_net, self._net, domid)
         assert isinstance(result, dict)
         found: dict[str, InterfaceStats] = result.get(domid, {})
         return found

@@ -21,9 +21,10 @@ from typing import Any, Generic, TypeVar, cast
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol.privcmd import DomainInfoRecord
+from aiovirt.routing.devstats import DeviceStatsRoutes
 from aiovirt.routing.hypervisor import HypervisorRoutes, info_from_record
 from aiovirt.routing.identity import Found, Identity, is_same
-from aiovirt.routing.table import HYPERVISOR, ROUTES, XEND, XENSTORE, Pass
+from aiovirt.routing.table import DEVSTATS, HYPERVISOR, ROUTES, XEND, XENSTORE, Pass
 from aiovirt.routing.xend import XendRoutes
 from aiovirt.routing.xenstore import XenStoreRoutes
 
@@ -57,7 +58,7 @@ class Router(Generic[D]):
     def __init__(
         self,
         uri: str,
-        views: Mapping[str, HypervisorRoutes | XendRoutes | XenStoreRoutes],
+        views: Mapping[str, HypervisorRoutes | XendRoutes | XenStoreRoutes | DeviceStatsRoutes],
         *,
         endpoints: Mapping[str, str],
         why_not: Mapping[str, str],
@@ -71,6 +72,7 @@ class Router(Generic[D]):
         self.hypervisor = cast("HypervisorRoutes | None", self._views.get(HYPERVISOR))
         self.xend = cast("XendRoutes | None", self._views.get(XEND))
         self.xenstore = cast("XenStoreRoutes | None", self._views.get(XENSTORE))
+        self.devstats = cast("DeviceStatsRoutes | None", self._views.get(DEVSTATS))
         self._plans: dict[str, list[_Step]] = {
             call: [getattr(self._views[name], call) for name in route.backends
                    if name in self._views]
@@ -90,6 +92,8 @@ class Router(Generic[D]):
         """Stop the router's background work (the xend info batches)."""
         if self.xend is not None:
             await self.xend.close()
+        if self.devstats is not None:
+            await self.devstats.close()
 
     def missing(self, call: str) -> VirtError:
         """Return NO_CONNECT for ``call``: each backend of its route, and why it is missing."""
@@ -227,6 +231,29 @@ class Router(Generic[D]):
                                 f"{kib} KiB is more than domain {ident.name!r}'s maximum of "
                                 f"{maximum} KiB")
         await self._route("set_memory", ident, kib)
+
+    async def block_stats(self, ident: Identity, device: str) -> Any:
+        """Return ``ident``'s disk ``device``'s counters (NO_DOMAIN first if it has gone)."""
+        if not self._plans["block_stats"]:
+            raise self.missing("block_stats")
+        await self._info(ident)
+        return await self._route("block_stats", ident, device)
+
+    async def interface_stats(self, ident: Identity, device: str) -> Any:
+        """Return ``ident``'s interface ``device``'s counters (the guest's view)."""
+        if self.devstats is None:
+            raise self.missing("interface_stats")
+        self.devstats.check_interface(ident, device)
+        await self._info(ident)
+        return await self._route("interface_stats", ident, device)
+
+    async def device_stats(self, wanted: Sequence[D] | None) -> list[tuple[D, Any]]:
+        """Return ``(domain, device counters)`` for ``wanted`` (None: every running domain)."""
+        if not self._plans["device_stats"]:
+            raise self.missing("device_stats")
+        doms = [d for d, _ in await self.domain_infos(None)] if wanted is None else wanted
+        stats = await self._route("device_stats", doms)
+        return list(zip(doms, stats, strict=True))
 
     # -- many domains at once ----------------------------------------------------------------
 

@@ -36,6 +36,9 @@ node_info, get_version        hypervisor, xend
 event source's scan           hypervisor (one batch, with shutdown codes), xend (one
                               detailed list), else each domain's ``info()``
                               (``routing/scan.py``: ``SCAN``)
+block/interface statistics,   devstats: the dom0's statistics files under the URI's
+``device_stats()`` (bulk)     ``stats_root`` (after the info route says the domain is
+                              still there)
 ============================  ======================================================
 """
 
@@ -43,12 +46,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["BACKENDS", "HYPERVISOR", "PASS", "ROUTES", "XEND", "XENSTORE", "Pass", "Route"]
+__all__ = ["BACKENDS", "DEVSTATS", "HYPERVISOR", "PASS", "ROUTES", "XEND", "XENSTORE", "Pass",
+           "Route"]
 
 HYPERVISOR = "hypervisor"
 XEND = "xend"
 XENSTORE = "xenstore"
 BACKENDS = (XEND, XENSTORE, HYPERVISOR)
+# The dom0's statistics files: not a daemon's backend, the one source of the device calls.
+DEVSTATS = "devstats"
 
 
 class Pass(NamedTuple):
@@ -90,4 +96,7 @@ ROUTES: dict[str, Route] = {
     "restore": Route((XEND,), "restoring a domain"),
     "node_info": Route((HYPERVISOR, XEND), "node information"),
     "version": Route((HYPERVISOR, XEND), "the hypervisor version"),
+    "block_stats": Route((DEVSTATS,), "block device statistics"),
+    "interface_stats": Route((DEVSTATS,), "interface statistics"),
+    "device_stats": Route((DEVSTATS,), "device statistics"),
 }
