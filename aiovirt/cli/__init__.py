@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "file"):
         # save and restore hand xend an absolute path, resolved against the caller's cwd
         args.file_abs = os.path.abspath(args.file)
+    if args.spec.name == "exporter":
+        from aiovirt.exporter.cli import run
+
+        return run(args, default_uri=args.connect)
     try:
         return asyncio.run(run_command(args))
     except KeyboardInterrupt:

@@ -227,6 +227,37 @@ async def cmd_dumpxml(conn: Connection, args: argparse.Namespace, out: Output) -
     out.data({**_domain_dict(dom), "xml": xml}, xml.rstrip("\n"))
 
 
+async def cmd_domblkstat(conn: Connection, args: argparse.Namespace, out: Output) -> None:
+    """Print a block device's read and write requests and bytes, as virsh does."""
+    dom = await lookup_domain(conn, args.domain)
+    try:
+        stats = await dom.block_stats(args.device)
+    except VirtError as err:
+        raise CommandError(f"failed to get block stats for domain '{args.domain}' device "
+                           f"'{args.device}': {err}", err) from err
+    fields = stats._asdict()
+    out.data({**_domain_dict(dom), "device": args.device, **fields},
+             "\n".join(f"{args.device} {key} {value}" for key, value in fields.items()))
+
+
+async def cmd_domifstat(conn: Connection, args: argparse.Namespace, out: Output) -> None:
+    """Print a network interface's counters from the guest's side, as virsh does."""
+    dom = await lookup_domain(conn, args.domain)
+    try:
+        stats = await dom.interface_stats(args.device)
+    except VirtError as err:
+        raise CommandError(f"failed to get interface stats for domain '{args.domain}' "
+                           f"interface '{args.device}': {err}", err) from err
+    fields = stats._asdict()
+    out.data({**_domain_dict(dom), "device": args.device, **fields},
+             "\n".join(f"{args.device} {key} {value}" for key, value in fields.items()))
+
+
+async def cmd_exporter(conn: Connection, args: argparse.Namespace, out: Output) -> None:
+    """Never called: ``main`` runs the exporter, which opens its own connections."""
+    raise CommandError("the exporter is started by aiovirsh's main")
+
+
 async def cmd_nodeinfo(conn: Connection, args: argparse.Namespace, out: Output) -> None:
     """Show the node's CPUs and memory."""
     info = await conn.node_info()
@@ -440,6 +471,23 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 _memory_action("max memory", lambda d, k: d.set_max_memory(k)),
                 (_DOMAIN, _arg("kib", metavar="KIB", type=int, help="memory in KiB")),
                 example="aiovirsh setmaxmem vm1 524288", group=DOMAIN_MANAGEMENT, writes=True),
+    CommandSpec("domblkstat", "get device block stats for a domain", cmd_domblkstat,
+                (_DOMAIN, _arg("device", metavar="DEVICE",
+                               help="the disk's target, as <target dev=...> names it")),
+                example="aiovirsh domblkstat vm1 sda1"),
+    CommandSpec("domifstat", "get network interface stats for a domain", cmd_domifstat,
+                (_DOMAIN, _arg("device", metavar="INTERFACE",
+                               help="the interface's backend name, vif<domid>.<n>")),
+                example="aiovirsh domifstat vm1 vif1.0"),
+    CommandSpec("exporter", "serve Prometheus metrics for one or more nodes", cmd_exporter, (
+        _arg("--listen", "-l", metavar="HOST:PORT", default=":9177",
+             help="where to serve /metrics (default :9177, every address)"),
+        _arg("-c", "--connect", dest="nodes", metavar="[NAME=]URI", action="append",
+             default=None, help="a node to export (repeatable; default: aiovirsh's -c)"),
+        _arg("--readonly", dest="exporter_readonly", action="store_true",
+             help="open read-only connections (no hypervisor: xend answers)"),
+        _arg("--log-level", default="INFO", help="stderr log level (default INFO)"),
+    ), group=HOST, example="aiovirsh exporter --listen :9177 -c web=xen:///"),
     CommandSpec("nodeinfo", "node information", cmd_nodeinfo, group=HOST,
                 example="aiovirsh nodeinfo"),
     CommandSpec("version", "show versions", cmd_version, group=HOST,
@@ -454,8 +502,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         _arg("--interval", "-d", type=float, default=1.0,
              help="seconds between refreshes (default 1)"),
         _arg("--sort", "-s", default="cpu",
-             choices=("id", "name", "state", "cpu", "mem", "vcpus", "time"),
-             help="sort key (default cpu); keys i n s c m v t change it live"),
+             choices=("id", "name", "state", "cpu", "mem", "vcpus", "time", "blk", "net"),
+             help="sort key (default cpu); keys i n s c m v t b w change it live"),
         _arg("--reverse", action="store_true", help="reverse the sort order"),
         _arg("--once", action="store_true", help="print one snapshot and exit"),
         _arg("--iterations", "-n", type=int, default=None,

@@ -5,6 +5,9 @@ Each frame reads the connection's live domain table (``conn.domain_table()``, re
 the CPU-time deltas into CPU %, sorts, and draws only the rows the terminal can show, so a
 frame costs the same for 50 domains as for 5,000. ``--once`` takes two samples one refresh
 apart (CPU % needs a delta) and prints every domain as plain text.
+Where the node's device statistics are readable, each refresh also reads every domain's disk
+and network counters at once (``conn.device_stats()``) and shows their rates, as xentop does:
+BLK is bytes read plus written per second, NET bytes received plus sent (the guest's view).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -33,9 +37,10 @@ if TYPE_CHECKING:
     from aiovirt.connection import Connection
     from aiovirt.domain import Domain
     from aiovirt.events.table import DomainTable
+    from aiovirt.protocol.devstats import DeviceStats
 
-__all__ = ["SORT_KEYS", "DomainRow", "TopModel", "build_frame", "collect", "run_top",
-           "sort_rows", "text_snapshot"]
+__all__ = ["SORT_KEYS", "DomainRow", "TopModel", "build_frame", "collect", "collect_devices",
+           "run_top", "sort_rows", "text_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +55,35 @@ class DomainRow:
     max_mem: int  # KiB
     cpu_time: int  # ns
     cpu_percent: float | None  # None until two samples exist
+    # bytes per second, None until two samples of the device counters exist
+    blk_read: float | None = None
+    blk_write: float | None = None
+    net_rx: float | None = None
+    net_tx: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the row as a JSON-ready dict."""
         return {"id": self.id, "name": self.name, "state": state_name(self.state),
                 "vcpus": self.vcpus, "memory_kib": self.memory, "max_memory_kib": self.max_mem,
                 "cpu_time_ns": self.cpu_time,
-                "cpu_percent": None if self.cpu_percent is None else round(self.cpu_percent, 1)}
+                "cpu_percent": None if self.cpu_percent is None else round(self.cpu_percent, 1),
+                **{f"{key}_bytes_per_s": None if rate is None else round(rate)
+                   for key, rate in (("blk_read", self.blk_read), ("blk_write", self.blk_write),
+                                     ("net_rx", self.net_rx), ("net_tx", self.net_tx))}}
+
+    @property
+    def blk_rate(self) -> float | None:
+        """Bytes read and written per second."""
+        if self.blk_read is None or self.blk_write is None:
+            return None
+        return self.blk_read + self.blk_write
+
+    @property
+    def net_rate(self) -> float | None:
+        """Bytes received and sent per second."""
+        if self.net_rx is None or self.net_tx is None:
+            return None
+        return self.net_rx + self.net_tx
 
 
 SORT_KEYS: dict[str, Any] = {
@@ -67,9 +94,12 @@ SORT_KEYS: dict[str, Any] = {
     "mem": lambda r: (-r.memory, r.id),
     "vcpus": lambda r: (-r.vcpus, r.id),
     "time": lambda r: (-r.cpu_time, r.id),
+    "blk": lambda r: (-(r.blk_rate or 0.0), r.id),
+    "net": lambda r: (-(r.net_rate or 0.0), r.id),
 }
 # Key presses in the live view.
-_KEYS = {"i": "id", "n": "name", "s": "state", "c": "cpu", "m": "mem", "v": "vcpus", "t": "time"}
+_KEYS = {"i": "id", "n": "name", "s": "state", "c": "cpu", "m": "mem", "v": "vcpus", "t": "time",
+         "b": "blk", "w": "net"}
 
 
 class TopModel:
@@ -78,9 +108,15 @@ class TopModel:
     def __init__(self) -> None:
         self._last: dict[tuple[int, str], tuple[int, float]] = {}
         self.sampled_at = 0.0  # the time of the last samples
+        self._last_dev: dict[tuple[int, str], tuple[tuple[int, int, int, int], float]] = {}
 
-    def update(self, samples: Sequence[tuple[Domain, DomainInfo]], now: float) -> list[DomainRow]:
-        """Return the rows for ``samples`` taken at ``now`` (a monotonic time, seconds)."""
+    def update(self, samples: Sequence[tuple[Domain, DomainInfo]], now: float,
+               devices: dict[Domain, DeviceStats] | None = None) -> list[DomainRow]:
+        """Return the rows for ``samples`` taken at ``now`` (a monotonic time, seconds).
+
+        ``devices`` (each domain's device counters, read with the samples) gives the rows
+        their disk and network rates.
+        """
         last = self._last
         fresh: dict[tuple[int, str], tuple[int, float]] = {}
         rows = []
@@ -96,7 +132,36 @@ class TopModel:
                                   info.max_mem, cpu_time, percent))
         self._last = fresh
         self.sampled_at = now
+        if devices is not None:
+            rows = self._with_rates(rows, samples, devices, now)
         return rows
+
+    def _with_rates(self, rows: list[DomainRow], samples: Sequence[tuple[Domain, DomainInfo]],
+                    devices: dict[Domain, DeviceStats], now: float) -> list[DomainRow]:
+        last = self._last_dev
+        fresh: dict[tuple[int, str], tuple[tuple[int, int, int, int], float]] = {}
+        out = []
+        for row, (dom, _) in zip(rows, samples, strict=True):
+            stats = devices.get(dom)
+            if stats is None:
+                out.append(row)
+                continue
+            totals = (sum(b.rd_bytes for b in stats.block.values()),
+                      sum(b.wr_bytes for b in stats.block.values()),
+                      sum(i.rx_bytes for i in stats.interfaces.values()),
+                      sum(i.tx_bytes for i in stats.interfaces.values()))
+            key = (dom.id, dom.name)
+            fresh[key] = (totals, now)
+            before = last.get(key)
+            if before is None or now <= before[1]:
+                out.append(row)
+                continue
+            span = now - before[1]
+            rates = [max(0.0, (t - b) / span) for t, b in zip(totals, before[0], strict=True)]
+            out.append(dataclasses.replace(row, blk_read=rates[0], blk_write=rates[1],
+                                           net_rx=rates[2], net_tx=rates[3]))
+        self._last_dev = fresh
+        return out
 
 
 def sort_rows(rows: list[DomainRow], key: str, reverse: bool = False) -> list[DomainRow]:
@@ -107,6 +172,17 @@ def sort_rows(rows: list[DomainRow], key: str, reverse: bool = False) -> list[Do
 async def collect(conn: Connection) -> list[tuple[Domain, DomainInfo]]:
     """Return ``(domain, info)`` for every running domain in one refresh; vanished ones skipped."""
     return await conn.domain_infos()
+
+
+async def collect_devices(conn: Connection,
+                          domains: Sequence[Domain]) -> dict[Domain, DeviceStats] | None:
+    """Return every domain's device counters in one read, None where the node has none."""
+    try:
+        return dict(await conn.device_stats(domains))
+    except VirtError as err:
+        if err.code == ErrorNumber.NO_SUPPORT:
+            return None
+        raise
 
 
 def _summary(rows: Sequence[DomainRow], node_cpus: int | None = None) -> str:
@@ -170,19 +246,21 @@ def build_frame(rows: Sequence[DomainRow], *, uri: str, sort: str, reverse: bool
     grid.add_column("MAXMEM(MiB)", justify="right", no_wrap=True)
     grid.add_column("CPU%", justify="right", no_wrap=True)
     grid.add_column("CPU TIME", justify="right", no_wrap=True)
+    grid.add_column("BLK(KiB/s)", justify="right", no_wrap=True)
+    grid.add_column("NET(KiB/s)", justify="right", no_wrap=True)
     for row in shown:
         grid.add_row(
             str(row.id), row.name,
             Text(state_name(row.state), style=_STATE_STYLE.get(row.state, "")),
             str(row.vcpus), str(row.memory // 1024), str(row.max_mem // 1024),
             "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}",
-            format_cpu_time(row.cpu_time),
+            format_cpu_time(row.cpu_time), _kib_rate(row.blk_rate), _kib_rate(row.net_rate),
         )
     hidden = len(ordered) - len(shown)
     summary = _line(_summary(rows, node_cpus) + (f"   ({hidden} more below)" if hidden else ""),
                     "dim")
-    keys = _line("keys: c cpu  m mem  n name  i id  s state  v vcpus  t time  r reverse  q quit",
-                 "dim")
+    keys = _line("keys: c cpu  m mem  n name  i id  s state  v vcpus  t time  b blk  w net  "
+                 "r reverse  q quit", "dim")
     return Group(header, grid, summary, keys)
 
 
@@ -191,13 +269,19 @@ def text_snapshot(rows: Sequence[DomainRow], sort: str, reverse: bool,
     """Return every row as a plain aligned table (``top --once``)."""
     ordered = sort_rows(list(rows), sort, reverse)
     body = table(
-        ("Id", "Name", "State", "VCPUs", "Memory(KiB)", "MaxMem(KiB)", "CPU%", "CPU time"),
+        ("Id", "Name", "State", "VCPUs", "Memory(KiB)", "MaxMem(KiB)", "CPU%", "CPU time",
+         "Blk(KiB/s)", "Net(KiB/s)"),
         ((r.id, r.name, state_name(r.state), r.vcpus, r.memory, r.max_mem,
-          "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}", format_cpu_time(r.cpu_time))
+          "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}", format_cpu_time(r.cpu_time),
+          _kib_rate(r.blk_rate), _kib_rate(r.net_rate))
          for r in ordered),
-        right=(True, False, False, True, True, True, True, True),
+        right=(True, False, False, True, True, True, True, True, True, True),
     )
     return body + "\n\n" + _summary(rows, node_cpus)
+
+
+def _kib_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate / 1024:.1f}"
 
 
 async def _sample(table: DomainTable[Domain], model: TopModel, after: float,
@@ -207,7 +291,10 @@ async def _sample(table: DomainTable[Domain], model: TopModel, after: float,
         await table.wait_for(lambda t: t.confirmed_at > after, timeout=limit)
     samples = [(e.domain, DomainInfo(e.state, e.max_memory, e.memory, e.vcpus, e.cpu_time))
                for e in table.values()]
-    return model.update(samples, table.confirmed_at)
+    devices = None
+    if samples:  # the device counters, read at once for every domain the table holds
+        devices = await collect_devices(samples[0][0].connection, [d for d, _ in samples])
+    return model.update(samples, table.confirmed_at, devices)
 
 
 async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) -> None:

@@ -112,7 +112,8 @@ def _rows(screen_text: str) -> list[list[str]]:
     rows = []
     for line in lines[start + 1:]:
         cells = line.split()
-        if len(cells) != 8 or not cells[0].isdigit() or not cells[7].endswith("s"):
+        # ID NAME STATE VCPUS MEM MAXMEM CPU% CPU-TIME, then the device rates if any
+        if len(cells) not in (8, 10) or not cells[0].isdigit() or not cells[7].endswith("s"):
             break
         rows.append(cells)
     return rows
