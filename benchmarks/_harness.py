@@ -50,13 +50,14 @@ def short_dir(prefix: str = "avb") -> Iterator[str]:
 
 @contextlib.contextmanager
 def sim_node(domains: int, *, seed: int = 1, xend_delay: float = 0.0,
-             prefix: str = "avb") -> Iterator[dict[str, str]]:
+             prefix: str = "avb", extra: tuple[str, ...] = ()) -> Iterator[dict[str, str]]:
     """Run ``python -m aiovirt.sim`` with ``domains`` guests; yield the endpoints it prints.
 
-    ``xend_delay`` seconds are added to every xend reply. The node logs warnings only (to this
-    process's stderr) and is stopped, its directory removed, when the block ends.
+    ``xend_delay`` seconds are added to every xend reply; ``extra`` are more of its options.
+    The node logs warnings only (to this process's stderr) and is stopped, its directory
+    removed, when the block ends.
     """
-    args = ["--domains", str(domains), "--seed", str(seed), "--log-level", "WARNING"]
+    args = ["--domains", str(domains), "--seed", str(seed), "--log-level", "WARNING", *extra]
     if xend_delay:
         args += ["--xend-delay", str(xend_delay)]
     with short_dir(prefix) as directory:

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xend-serving", choices=SERVINGS, default=None,
                    help="serial: one connection at a time per listener (xend 3.0.0-3.0.3); "
                         "threaded: each on its own (3.0.4+); default: the error style's")
+    p.add_argument("--stats-interval", type=float, default=1.0,
+                   help="seconds between rewrites of the device statistics files (default 1; "
+                        "0: written once at start)")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     p.add_argument("--xen-tools", action="store_true",
                    help="build the Xen ABI library if needed and add \"xen_tools_env\" to the "
@@ -143,6 +146,8 @@ async def serve(args: argparse.Namespace) -> int:
 
     loop.add_signal_handler(signal.SIGUSR1, xenstored, False)
     loop.add_signal_handler(signal.SIGUSR2, xenstored, True)
+    if node.devstats is not None:
+        node.devstats.interval = args.stats_interval or None
     try:
         ready: dict[str, object] = dict(node.endpoints)
         if library is not None:
