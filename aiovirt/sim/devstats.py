@@ -3,7 +3,7 @@
 A real dom0 shows each guest's block backend as
 ``/sys/bus/xen-backend/devices/vbd-<domid>-<devnum>/statistics/{rd_req,rd_sect,...}`` and each
 network backend as a ``vif<domid>.<n>`` line of ``/proc/net/dev``; ``xentop`` and libvirt read
-them there. :class:`SimDeviceStats` writes the same files under ``DIR/root`` (so a client reads
+them there. :class:`SimDeviceStats` writes the same files under ``DIR/xen-root`` (so a client reads
 them with the same code, given that root), and rewrites them every :attr:`interval` seconds:
 
 - counters grow while a guest runs, at steady per-device rates drawn from its UUID, and stand
@@ -47,7 +47,11 @@ if TYPE_CHECKING:
     from aiovirt.sim.domain import SimDomain
     from aiovirt.sim.node import SimNode
 
-__all__ = ["SimDeviceStats"]
+__all__ = ["XEN_ROOT", "SimDeviceStats"]
+
+# The node's private root for what a dom0 keeps under / (the one Xen's tools see with
+# --xen-tools): the statistics files are under DIR/xen-root/sys/... and DIR/xen-root/proc/...
+XEN_ROOT = "xen-root"
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from aiovirt.protocol.sexpr import SExpr, dumps, format_float
 from aiovirt.protocol.states import ShutdownReason
 from aiovirt.sim import guest, layout
 from aiovirt.sim.config import check_vm_name, domain_from_config, parse_config
-from aiovirt.sim.devstats import SimDeviceStats
+from aiovirt.sim.devstats import XEN_ROOT, SimDeviceStats
 from aiovirt.sim.domain import SimDomain, Vbd, Vif, mib
 from aiovirt.sim.errors import NoSuchDomain, SimError
 from aiovirt.sim.faults import Faults
@@ -173,8 +173,8 @@ class SimNode:
 
     @property
     def stats_root(self) -> str:
-        """Return the root under which the node's device statistics files are (``DIR/root``)."""
-        return str(self.directory / "root")
+        """Return the root under which the node's statistics files are (``DIR/xen-root``)."""
+        return str(self.directory / XEN_ROOT)
 
     @property
     def endpoints(self) -> dict[str, str]:

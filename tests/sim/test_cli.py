@@ -64,7 +64,7 @@ async def test_prints_one_json_line_and_stops_cleanly(short_dir: Path, sig: int)
         assert set(ends) == KEYS
         d = str(short_dir)
         assert ends["uri"] == (f"xen:///?xend=unix:{d}/xend-socket&xenstore={d}/socket"
-                               f"&hypervisor=sim:{d}/privcmd&stats_root={d}/root")
+                               f"&hypervisor=sim:{d}/privcmd&stats_root={d}/xen-root")
         assert ends["xend"].startswith("http://127.0.0.1:")
         for key in ("xenstore", "xenstore_ro", "xend_unix", "privcmd"):
             assert is_socket(ends[key])
@@ -75,7 +75,7 @@ async def test_prints_one_json_line_and_stops_cleanly(short_dir: Path, sig: int)
         assert proc.returncode == 0
         assert out == b""  # nothing after the JSON line
         # no socket is left; the device statistics stay, as a kernel's outlive the daemons
-        assert sorted(os.listdir(short_dir)) == ["root"]
+        assert sorted(os.listdir(short_dir)) == ["xen-root"]
 
 
 async def test_refuses_a_directory_held_by_a_live_node(short_dir: Path) -> None:

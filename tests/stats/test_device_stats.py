@@ -166,7 +166,7 @@ async def test_counters_carry_on_across_a_restart_of_the_node(short_dir: Path) -
             dom = await conn.lookup_by_name("vm1")
             await grown(first, lambda: dom.block_stats("sda1"), await dom.block_stats("sda1"))
             before = await dom.block_stats("sda1"), await dom.interface_stats("vif1.0")
-    assert (Path(short_dir) / "root").is_dir()
+    assert (Path(short_dir) / "xen-root").is_dir()
     async with SimNode(short_dir, domains=2, seed=3) as second:
         async with aiovirt.open(second.uri) as conn:
             dom = await conn.lookup_by_name("vm1")

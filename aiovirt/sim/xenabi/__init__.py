@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from aiovirt.sim.devstats import XEN_ROOT
+
 __all__ = [
     "HEADERS",
     "LIBXENCTRL",
@@ -129,7 +131,7 @@ def build_library(directory: str | os.PathLike[str] | None = None) -> Path:
 
 def prepare_root(directory: str | os.PathLike[str]) -> Path:
     """Create the node's private root for the tools' paths under ``directory``; return it."""
-    root = Path(directory).absolute() / "xen-root"
+    root = Path(directory).absolute() / XEN_ROOT  # where the device statistics are too
     for sub in ROOT_DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     return root
