@@ -74,7 +74,7 @@ def main() -> int:
           f"{os.cpu_count()} CPUs)")
     status = 0
     for n in args.domains:
-        with sim_node(n, extra=("--stats-interval", "0")) as ends:
+        with sim_node(n, extra=("--device-stats", "--stats-interval", "0")) as ends:
             rows = asyncio.run(bench(n, ends["uri"], args.rounds))
         print(f"{n} domains:")
         print_rows(rows, rows[0], heading="how", width=18)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xend-serving", choices=SERVINGS, default=None,
                    help="serial: one connection at a time per listener (xend 3.0.0-3.0.3); "
                         "threaded: each on its own (3.0.4+); default: the error style's")
+    p.add_argument("--device-stats", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve the block/network statistics files under DIR/xen-root (default: "
+                        "for nodes of up to 1024 guests)")
     p.add_argument("--stats-interval", type=float, default=1.0,
                    help="seconds between rewrites of the device statistics files (default 1; "
                         "0: written once at start)")
@@ -127,7 +130,8 @@ async def serve(args: argparse.Namespace) -> int:
             return 1
     node = SimNode(args.dir, domains=args.domains, seed=args.seed, xend_port=args.xend_port,
                    shutdown_delay=args.shutdown_delay, error_style=args.error_style,
-                   faults=faults_from(args), xend_serving=args.xend_serving)
+                   faults=faults_from(args), xend_serving=args.xend_serving,
+                   device_stats=args.device_stats)
     try:
         await node.start()
     except SimDirInUse as exc:

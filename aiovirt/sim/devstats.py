@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from aiovirt.protocol.devstats import (
     PROC_NET_DEV,
-    VBD_COUNTERS,
     VBD_DEVICES_DIR,
     VifCounters,
     blkdev_number,
@@ -47,15 +46,20 @@ if TYPE_CHECKING:
     from aiovirt.sim.domain import SimDomain
     from aiovirt.sim.node import SimNode
 
-__all__ = ["XEN_ROOT", "SimDeviceStats"]
+__all__ = ["DEVICE_STATS_LIMIT", "XEN_ROOT", "SimDeviceStats"]
 
 # The node's private root for what a dom0 keeps under / (the one Xen's tools see with
 # --xen-tools): the statistics files are under DIR/xen-root/sys/... and DIR/xen-root/proc/...
 XEN_ROOT = "xen-root"
+# A node started with more guests serves no statistics files unless asked (device_stats=True,
+# --device-stats): seven inodes per guest make a big node slow to start and to remove.
+DEVICE_STATS_LIMIT = 1024
 
 log = logging.getLogger(__name__)
 
 _SIZES = (8, 8, 16, 32, 64, 128)  # sectors per request
+# The counters written: the five xentop and libvirt read (blkback also keeps f_req, ds_req).
+_FILES = ("oo_req", "rd_req", "wr_req", "rd_sect", "wr_sect")
 
 
 class _Rates:
@@ -97,6 +101,11 @@ class SimDeviceStats:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.refreshes = 0
+        # At most this many counter files are rewritten per periodic refresh (a new backend's
+        # are always written at once), so a node of thousands of guests does not spend its
+        # CPUs on them: its counters then move every few intervals, in turn.
+        self.max_writes = 2000
+        self._cursor = 0
 
     @property
     def devices_dir(self) -> Path:
@@ -128,16 +137,20 @@ class SimDeviceStats:
             await asyncio.sleep(self.interval if self.interval else 3600.0)
             if self.interval:
                 try:
-                    await self.refresh()
+                    await self.refresh(full=False)
                 except OSError as exc:
                     log.warning("cannot write the device statistics under %s: %s",
                                 self.root, exc)
 
-    async def refresh(self) -> None:
-        """Bring every file up to date now (the counters as of this moment)."""
+    async def refresh(self, *, full: bool = True) -> None:
+        """Bring the files up to date now (the counters as of this moment).
+
+        ``full=False`` (the periodic rewrite) rewrites at most :attr:`max_writes` counter
+        files, taking the backends in turn.
+        """
         async with self._lock:
             writes, net_text, dirs = self._compute()
-            await asyncio.to_thread(self._write, writes, net_text, dirs)
+            await asyncio.to_thread(self._write, writes, net_text, dirs, full)
             self.refreshes += 1
 
     # -- the counters ------------------------------------------------------------------------
@@ -224,9 +237,9 @@ class SimDeviceStats:
         r = self._rates_of(f"{dom.uuid}-vbd-{devnum}")
         rd_req = int(seconds * r.a)
         wr_req = int(seconds * r.c)
-        values = (rd_req // 4000, rd_req, wr_req, wr_req // 50, 0, rd_req * r.b, wr_req * r.d)
+        values = (rd_req // 4000, rd_req, wr_req, rd_req * r.b, wr_req * r.d)
         stats = directory + "/statistics/"
-        for name, value in zip(VBD_COUNTERS, values, strict=True):
+        for name, value in zip(_FILES, values, strict=True):
             writes[stats + name] = f"{value}\n"
 
     def _vif_counters(self, dom: SimDomain, devid: int, seconds: float) -> VifCounters:
@@ -246,7 +259,7 @@ class SimDeviceStats:
                 if parse_vbd_dirname(entry.name) is None:
                     continue
                 stats = os.path.join(entry.path, "statistics")
-                for name in VBD_COUNTERS:
+                for name in _FILES:
                     path = os.path.join(stats, name)
                     try:
                         with open(path, "rb") as f:
@@ -258,20 +271,36 @@ class SimDeviceStats:
         with contextlib.suppress(FileNotFoundError):
             self._net_carry = parse_proc_net_dev(self._net.read_bytes())
 
-    def _write(self, writes: dict[str, str], net_text: str, dirs: set[str]) -> None:
+    def _write(self, writes: dict[str, str], net_text: str, dirs: set[str],
+               full: bool = True) -> None:
         written = self._written
         for directory in self._dirs - dirs:
             shutil.rmtree(directory, ignore_errors=True)
-            prefix = directory + "/"
-            for path in [p for p in written if p.startswith(prefix)]:
-                del written[path]
-        for directory in dirs - self._dirs:
+            for name in _FILES:
+                written.pop(f"{directory}/statistics/{name}", None)
+        fresh = dirs - self._dirs
+        for directory in fresh:
             os.makedirs(directory + "/statistics", exist_ok=True)
-        self._dirs = dirs
-        for path, text in writes.items():
-            if written.get(path) != text:
-                _replace(path, text)
+            for name in _FILES:  # nobody reads a new backend yet: no need to write aside
+                path = f"{directory}/statistics/{name}"
+                text = writes[path]
+                with open(path, "w", encoding="ascii") as f:
+                    f.write(text)
                 written[path] = text
+        kept = sorted(dirs - fresh)
+        if not full and kept and len(kept) * len(_FILES) > self.max_writes:
+            turn = max(1, self.max_writes // len(_FILES))
+            start = self._cursor % len(kept)
+            kept = (kept + kept)[start:start + turn]
+            self._cursor = start + turn
+        self._dirs = dirs
+        for directory in kept:
+            for name in _FILES:
+                path = f"{directory}/statistics/{name}"
+                text = writes[path]
+                if written.get(path) != text:
+                    _replace(path, text)
+                    written[path] = text
         self._net.parent.mkdir(parents=True, exist_ok=True)
         if written.get(str(self._net)) != net_text:
             _replace(str(self._net), net_text)

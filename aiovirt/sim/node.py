@@ -38,7 +38,7 @@ from aiovirt.protocol.sexpr import SExpr, dumps, format_float
 from aiovirt.protocol.states import ShutdownReason
 from aiovirt.sim import guest, layout
 from aiovirt.sim.config import check_vm_name, domain_from_config, parse_config
-from aiovirt.sim.devstats import XEN_ROOT, SimDeviceStats
+from aiovirt.sim.devstats import DEVICE_STATS_LIMIT, XEN_ROOT, SimDeviceStats
 from aiovirt.sim.domain import SimDomain, Vbd, Vif, mib
 from aiovirt.sim.errors import NoSuchDomain, SimError
 from aiovirt.sim.faults import Faults
@@ -104,6 +104,7 @@ class SimNode:
         faults: Faults | None = None,
         xend_host: str = "127.0.0.1",
         xend_serving: str | None = None,
+        device_stats: bool | None = None,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.initial_domains = domains
@@ -116,6 +117,9 @@ class SimNode:
         self.faults = faults if faults is not None else Faults()
         self.xend_host = xend_host
         self.xend_serving = xend_serving
+        # The statistics files cost inodes: served by default up to a size (see devstats).
+        self.device_stats = (domains <= DEVICE_STATS_LIMIT if device_stats is None
+                             else device_stats)
         self._xend_port_wanted = xend_port
         self.xend_port = 0
         self.rng = random.Random(seed)
@@ -169,7 +173,8 @@ class SimNode:
     def uri(self) -> str:
         """Return the URI that ``aiovirt.open()`` accepts to reach this node (contract 4)."""
         return (f"xen:///?xend=unix:{self.xend_unix_path}&xenstore={self.xenstore_path}"
-                f"&hypervisor=sim:{self.privcmd_path}&stats_root={self.stats_root}")
+                f"&hypervisor=sim:{self.privcmd_path}"
+                f"&stats_root={self.stats_root if self.device_stats else 'none'}")
 
     @property
     def stats_root(self) -> str:
@@ -186,7 +191,7 @@ class SimNode:
             "xend": f"http://{self.xend_host}:{self.xend_port}",
             "xend_unix": self.xend_unix_path,
             "privcmd": self.privcmd_path,
-            "stats_root": self.stats_root,
+            **({"stats_root": self.stats_root} if self.device_stats else {}),
         }
 
     @property
@@ -227,8 +232,9 @@ class SimNode:
                                     serving=self.xend_serving)
             await self._xend.start()
             self.xend_port = self._xend.port
-            self.devstats = SimDeviceStats(self, self.stats_root)
-            await self.devstats.start()
+            if self.device_stats:
+                self.devstats = SimDeviceStats(self, self.stats_root)
+                await self.devstats.start()
         except BaseException:
             await self.close()
             raise

@@ -187,10 +187,9 @@ async def test_prometheus_stores_what_aiovirt_reports_and_sees_a_node_go(
     t_stop = time.time()
     await prom.until('libvirt_up{node="n2"} == 0', "n2 down")
     await prom.until(f'timestamp(libvirt_domain_info_memory_usage_bytes{{node="n1",'
-                     f'domain="vm1"}}) > {t_stop} and on() (libvirt_up{{node="n1"}} == 1)',
-                     "n1 scraped after n2 stopped")
-    assert await prom.scalar('libvirt_up{node="n1"}') == 1.0
-    assert await prom.scalar('libvirt_domains_number{node="n1"}') == 3
+                     f'domain="vm1"}}) > {t_stop} and on() (libvirt_up{{node="n1"}} == 1) '
+                     f'and on() (libvirt_domains_number{{node="n1"}} == 3)',
+                     "n1 still served, all its domains, after n2 stopped")
 
     # SIGTERM stops the exporter cleanly
     stack.exporter.send_signal(signal.SIGTERM)

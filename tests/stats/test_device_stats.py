@@ -173,3 +173,18 @@ async def test_counters_carry_on_across_a_restart_of_the_node(short_dir: Path) -
             after = await dom.block_stats("sda1"), await dom.interface_stats("vif1.0")
     for old, new in zip(before, after, strict=True):
         assert all(n >= o for n, o in zip(new, old, strict=True)), (old, new)
+
+
+async def test_a_big_node_serves_no_statistics_files_unless_asked(short_dir: Path) -> None:
+    from aiovirt.sim.devstats import DEVICE_STATS_LIMIT
+
+    assert SimNode(short_dir, domains=DEVICE_STATS_LIMIT).device_stats
+    assert not SimNode(short_dir, domains=DEVICE_STATS_LIMIT + 1).device_stats
+    assert SimNode(short_dir, domains=DEVICE_STATS_LIMIT + 1, device_stats=True).device_stats
+    async with SimNode(short_dir, domains=2, device_stats=False) as node:
+        assert "stats_root=none" in node.uri and "stats_root" not in node.endpoints
+        assert not (Path(short_dir) / "xen-root").exists()
+        async with aiovirt.open(node.uri) as conn:
+            with pytest.raises(VirtError) as info:
+                await conn.device_stats()
+            assert info.value.code == ErrorNumber.NO_SUPPORT
