@@ -177,12 +177,9 @@ async def collect(conn: Connection) -> list[tuple[Domain, DomainInfo]]:
 async def collect_devices(conn: Connection,
                           domains: Sequence[Domain]) -> dict[Domain, DeviceStats] | None:
     """Return every domain's device counters in one read, None where the node has none."""
-    try:
-        return dict(await conn.device_stats(domains))
-    except VirtError as err:
-        if err.code == ErrorNumber.NO_SUPPORT:
-            return None
-        raise
+    if "devstats" in conn.unavailable:
+        return None
+    return dict(await conn.device_stats(domains))
 
 
 def _summary(rows: Sequence[DomainRow], node_cpus: int | None = None) -> str:

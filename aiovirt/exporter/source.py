@@ -19,7 +19,7 @@ from typing import Any
 import aiovirt
 from aiovirt.connection import Connection
 from aiovirt.domain import Domain
-from aiovirt.errors import ErrorNumber, VirtError
+from aiovirt.errors import VirtError
 from aiovirt.exporter.metrics import DomainSample, NodeSample
 from aiovirt.protocol.devstats import DeviceStats
 
@@ -98,17 +98,13 @@ class NodeSource:
         conn = await self._connection()
         pairs = await conn.domain_infos()
         domains = [dom for dom, _ in pairs]
-        stats_call = conn.device_stats(domains)
-        node_info, devices = await asyncio.gather(conn.node_info(), stats_call,
-                                                  return_exceptions=True)
-        if isinstance(node_info, BaseException):
-            raise node_info
         device_list: list[DeviceStats | None]
-        if isinstance(devices, VirtError) and devices.code == ErrorNumber.NO_SUPPORT:
-            device_list = [None] * len(pairs)  # no statistics files here (a remote xend)
-        elif isinstance(devices, BaseException):
-            raise devices
+        if "devstats" in conn.unavailable:  # no statistics files here (a remote xend)
+            node_info = await conn.node_info()
+            device_list = [None] * len(pairs)
         else:
+            node_info, devices = await asyncio.gather(conn.node_info(),
+                                                      conn.device_stats(domains))
             device_list = [stats for _, stats in devices]  # in the order of ``domains``
         uuids = [dom.uuid_string for dom in domains]
         await self._learn_sources(conn, domains, uuids)

@@ -27,7 +27,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiovirt.protocol.devstats import (
     PROC_NET_DEV,
@@ -44,7 +44,13 @@ from aiovirt.protocol.devstats import (
 
 if TYPE_CHECKING:
     from aiovirt.sim.domain import SimDomain
-    from aiovirt.sim.node import SimNode
+
+
+class _Node(Protocol):
+    """What the files are written from: the node's domains (a SimNode)."""
+
+    @property
+    def domains(self) -> list[SimDomain]: ...
 
 __all__ = ["DEVICE_STATS_LIMIT", "XEN_ROOT", "SimDeviceStats"]
 
@@ -80,7 +86,7 @@ class _Rates:
 class SimDeviceStats:
     """Writes the node's statistics files under ``root``; owned and closed by the node."""
 
-    def __init__(self, node: SimNode, root: str | os.PathLike[str],
+    def __init__(self, node: _Node, root: str | os.PathLike[str],
                  interval: float | None = 1.0) -> None:
         """Serve ``node``'s device counters under ``root``, rewritten every ``interval`` s
         (None: only when :meth:`refresh` is called)."""

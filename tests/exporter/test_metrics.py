@@ -91,10 +91,10 @@ async def test_a_scrape_costs_one_bulk_refresh_per_node_not_one_call_per_domain(
             await exporter.render()
             after = node.stats
             conn = exporter.sources[0]._conn
-            assert conn is not None and conn._devstats is not None
-            reads = conn._devstats.snapshots
+            assert conn is not None and conn._router.devstats is not None
+            reads = conn._router.devstats.reader.snapshots
             await exporter.render()
-            assert conn._devstats.snapshots == reads + 1
+            assert conn._router.devstats.reader.snapshots == reads + 1
         finally:
             await exporter.close()
     calls = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}

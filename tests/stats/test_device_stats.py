@@ -185,6 +185,7 @@ async def test_a_big_node_serves_no_statistics_files_unless_asked(short_dir: Pat
         assert "stats_root=none" in node.uri and "stats_root" not in node.endpoints
         assert not (Path(short_dir) / "xen-root").exists()
         async with aiovirt.open(node.uri) as conn:
+            assert "devstats" in conn.unavailable
             with pytest.raises(VirtError) as info:
                 await conn.device_stats()
-            assert info.value.code == ErrorNumber.NO_SUPPORT
+            assert info.value.code == ErrorNumber.NO_CONNECT
