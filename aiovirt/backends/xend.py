@@ -46,6 +46,7 @@ import contextlib
 import logging
 import math
 import re
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -175,6 +176,30 @@ async def _read_reply(reader: asyncio.StreamReader, method: str) -> tuple[XendRe
     if status in (400, 413) or (status == 500 and reason == "Internal server error"):
         persistent = False
     return XendReply(status, reason, headers.get("content-type", ""), body), persistent
+
+
+async def _unix_connect(path: str) -> socket.socket:
+    """Return a socket connected to ``path``, waiting while the listener's backlog is full.
+
+    A unix socket's non-blocking ``connect`` fails with EAGAIN when the listen backlog is full
+    (xend's is 5); asyncio would then wait for writability and take the socket for connected
+    although it is not. So the connect is asked again, a little later each time, until it
+    succeeds (the caller's timeout bounds the wait).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    delay = 0.0005
+    try:
+        while True:
+            try:
+                sock.connect(path)
+                return sock
+            except (BlockingIOError, InterruptedError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+    except BaseException:
+        sock.close()
+        raise
 
 
 class XendClient:
@@ -361,8 +386,8 @@ class XendClient:
 
     async def _connect(self) -> _Link:
         if self._socket_path is not None:
-            reader, writer = await asyncio.open_unix_connection(self._socket_path,
-                                                                limit=_READ_LIMIT)
+            reader, writer = await asyncio.open_unix_connection(
+                sock=await _unix_connect(self._socket_path), limit=_READ_LIMIT)
         else:
             reader, writer = await asyncio.open_connection(self._host, self._port,
                                                            limit=_READ_LIMIT)

@@ -147,3 +147,16 @@ async def test_a_serial_xend_gets_one_connection_whatever_the_uri_says(node: Sim
         assert conn.xend is not None and conn.xend.capacity == 1
         await asyncio.wait_for(fifty_calls(conn), 20)
         assert conn.xend.open_connections == 0
+
+
+async def test_many_connections_at_once_wait_for_the_listen_backlog(short_dir: str) -> None:
+    # xend's backlog is 5: opening 32 connections at once overflows it, and a unix socket's
+    # connect then fails with EAGAIN (which asyncio alone would take for connected)
+    async with SimNode(short_dir, domains=40, seed=5, error_style="3.0.4") as sim:
+        async with await XendClient.open("unix:" + sim.xend_unix_path, limit=32) as xend:
+            assert xend.threaded
+            names = [f"vm{i}" for i in range(1, 41)] * 5
+            results = await asyncio.wait_for(
+                asyncio.gather(*(xend.domain(n) for n in names), return_exceptions=True), 20)
+            assert [r for r in results if isinstance(r, BaseException)] == []
+            assert xend.connections <= 33
