@@ -8,9 +8,16 @@ node size, measured in the same run over the same ``Domain`` handles:
 - ``xend, coalesced``: ``hypervisor=none``; the same gather, which the connection answers with
   one ``GET /xend/domain?detail=1`` per batch;
 - ``xend, per domain``: the same gather with the coalescing turned off (one HTTP request per
-  ``info()``, concurrently over the keep-alive pool), as the API did before it coalesced;
+  ``info()``), as the API did before it coalesced;
 - ``xend, one by one`` (the baseline): ``for dom in domains: await dom.info()``, the way a
   synchronous library polls.
+
+The xend rows are measured twice: against the node's default xend, which serves one
+connection at a time as xend 3.0.3 did (``serial``: the client queues its requests on one
+connection, kept alive only while others wait), and against a second node of the same size
+started with ``--error-style 3.0.4``, which serves each connection on its own and says so
+(``threaded``: the client uses up to ``xend_connections`` connections). The difference between
+the two is what the serial server costs the client.
 
 The simulated xend answers from memory in a fraction of a millisecond; a real xend spent
 milliseconds per request, so with ``--xend-delay`` a second node adds that many seconds to each
@@ -77,10 +84,12 @@ async def xend_rows(endpoints: dict[str, str], rounds: int, seq_limit: int | Non
         doms = await conn.list_domains()
         xend = conn.xend
         assert xend is not None, conn.unavailable
+        suffix += " (threaded)" if xend.threaded else " (serial)"
         before = xend.requests
 
         def requests() -> str:
-            return f"{(xend.requests - before) / (rounds + 1):.1f} HTTP requests per refresh"
+            return (f"{(xend.requests - before) / (rounds + 1):.1f} HTTP requests per refresh, "
+                    f"{xend.connections} connections so far")
 
         rows.append(await measure(f"xend{suffix}, all at once, coalesced", len(doms),
                                   all_at_once(doms), rounds, requests))
@@ -117,6 +126,9 @@ async def main() -> None:
         with sim_node(size, prefix="avbench") as endpoints:
             rows = await hypervisor_rows(endpoints, args.rounds)
             rows += await xend_rows(endpoints, args.rounds, args.seq_limit)
+        with sim_node(size, prefix="avbench", extra=("--error-style", "3.0.4")) as endpoints:
+            threaded = await xend_rows(endpoints, args.rounds, args.seq_limit)
+        rows = rows[:1] + threaded + rows[1:]  # the serial one by one stays the baseline
         baseline = rows[-1]
         print(f"\n{size} guests (+ Domain-0); baseline: '{baseline.label}'")
         print_rows(rows, baseline, heading="route, how", width=38)
