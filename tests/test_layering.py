@@ -37,11 +37,7 @@ BACKEND_FAMILIES = {
 
 # Known edges that close a cycle, each removed by a named part of an open issue. Add none
 # without naming the part that removes it.
-ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    # the simulated xend server names the node type (and took its errors from node.py) while
-    # the node starts the server; issue 10, part 5 (sim/ split along its seams) removes it.
-    ("aiovirt.sim.xend", "aiovirt.sim.node"): "issue 10, part 5",
-}
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

@@ -42,7 +42,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote
 
 from aiovirt.protocol.sexpr import SExpr, dumps
@@ -53,7 +53,10 @@ from aiovirt.sim.xend_http import SERVINGS, HttpListener, HttpReply, HttpRequest
 from aiovirt.sim.xend_views import domain_sxpr
 
 if TYPE_CHECKING:
-    from aiovirt.sim.node import SimNode
+    from collections import Counter
+
+    from aiovirt.sim.faults import Faults
+    from aiovirt.sim.store import XenStoreDB
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,36 @@ def _int_arg(args: dict[str, list[str]], name: str) -> int:
     return py_int(_arg(args, name))
 
 
+class XendModel(Protocol):
+    """What xend's HTTP interface needs from the node it serves (:class:`SimNode` is one).
+
+    Written here, so the server does not import the node that starts it.
+    """
+
+    counters: Counter[str]
+    faults: Faults
+    db: XenStoreDB
+
+    @property
+    def domains(self) -> list[SimDomain]: ...
+    def find(self, ref: int | str) -> SimDomain | None: ...
+    def node_sxpr(self) -> list[SExpr]: ...
+    def vcpu_sxpr(self, ref: int | str) -> list[SExpr]: ...
+    def create(self, config: str | bytes | SExpr) -> SimDomain: ...
+    async def restore(self, path: str | os.PathLike[str]) -> SimDomain: ...
+    async def save(self, ref: int | str, path: str | os.PathLike[str]) -> None: ...
+    def pause(self, ref: int | str) -> None: ...
+    def unpause(self, ref: int | str) -> None: ...
+    def request_shutdown(self, ref: int | str, reason: str = "poweroff") -> None: ...
+    def destroy(self, ref: int | str) -> None: ...
+    def rename(self, ref: int | str, name: str) -> None: ...
+    def sysrq(self, ref: int | str, key: int) -> None: ...
+    def set_memory_target(self, ref: int | str, kib: int) -> None: ...
+    def set_max_memory(self, ref: int | str, kib: int) -> None: ...
+    def set_configured_max_memory(self, ref: int | str, kib: int) -> None: ...
+    def set_vcpus(self, ref: int | str, count: int) -> None: ...
+
+
 class XendServer:
     """xend's HTTP interface for a :class:`~aiovirt.sim.node.SimNode`.
 
@@ -122,7 +155,7 @@ class XendServer:
     on its own, as 3.0.4+); None takes the version's own.
     """
 
-    def __init__(self, node: SimNode, unix_path: str | os.PathLike[str] | None, *,
+    def __init__(self, node: XendModel, unix_path: str | os.PathLike[str] | None, *,
                  host: str = "127.0.0.1", port: int | None = 0,
                  error_style: str = "3.0.3", serving: str | None = None) -> None:
         if error_style not in ERROR_STYLES:
