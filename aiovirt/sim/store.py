@@ -34,7 +34,7 @@ What is emulated from C 4.17 (facts in ``xenstore-wire.md``):
   ancestor the caller cannot reach is EACCES, not ENOENT; new nodes copy the parent's list and
   a guest creator becomes the owner; a guest may not change the owner (EPERM); a SET_PERMS
   owner that does not exist is ENOENT and entries naming a gone domain grant nothing (XSA-322;
-  which domains exist is the hypervisor's answer, ``domain_exists``).
+  which domains exist is the hypervisor's answer, ``domain_exists``; the mark is for good).
 
 Guests get C's default watch, transaction, permission-count, node-size, nodes-per-domain and
 nodes-per-transaction quotas. Where it still differs from C, and why (the memory and rate
@@ -96,6 +96,14 @@ class StoreError(Exception):
         super().__init__(f"{name}: {detail}" if detail else name)
         self.name = name
         self.detail = detail
+
+
+class _Ignored(Perm):
+    """A permission entry C marks XS_PERM_IGNORE (XSA-322): its domain did not exist when the
+    entry was set, or went away since. It is listed as before and grants nothing, for good:
+    a later domain with the same id does not inherit it."""
+
+    __slots__ = ()
 
 
 class Node:
@@ -384,6 +392,25 @@ class XenStoreDB:
     def forget_domain(self, domid: int) -> None:
         """The hypervisor no longer has ``domid`` (C's check_domains() frees its struct)."""
         self._known.discard(domid)
+        self._ignore_entries_of(domid)
+
+    def _ignore_entries_of(self, domid: int) -> None:
+        # C's domain_adjust_node_perms() marks such entries when it next reads each node (the
+        # domain's struct is gone, or younger than the node); marking them all now is the
+        # same, as every later write of a node reads it first.
+        def mark(node: Node) -> None:
+            perms = node.perms
+            if any(p.domid == domid and type(p) is Perm for p in perms[1:]):
+                node.perms = (perms[0], *(_Ignored(*p) if p.domid == domid else p
+                                          for p in perms[1:]))
+
+        for node in self._nodes.values():
+            mark(node)
+        for session in self._sessions.values():
+            for tx in session.transactions.values():
+                for acc in tx.accessed.values():
+                    if acc.node is not None:
+                        mark(acc.node)
 
     def _perm(self, session: Session, perms: tuple[Perm, ...]) -> int:
         if session.privileged:
@@ -396,8 +423,7 @@ class XenStoreDB:
         else:
             bits = int(perms[0].access)
             for entry in perms[1:]:
-                # XSA-322: an entry naming a domain that does not exist is ignored.
-                if not self.domain_exists(entry.domid):
+                if type(entry) is _Ignored:  # XSA-322
                     continue
                 if entry.domid == domid or (target is not None and entry.domid == target):
                     bits = int(entry.access)
@@ -784,6 +810,8 @@ class XenStoreDB:
                 self._known.add(entry.domid)
         if not self.domain_exists(perms[0].domid):
             raise StoreError("ENOENT", f"domain {perms[0].domid} does not exist")
+        perms = (perms[0], *(p if p.domid in self._known or p.domid in self._introduced
+                             else _Ignored(*p) for p in perms[1:]))
         self.op_set_perms(session, tx, args[0], perms)
 
     def op_set_perms(self, session: Session, tx: Transaction | None, path: str,
@@ -1006,7 +1034,7 @@ class XenStoreDB:
         """Return the permission list of ``path`` (entry 1 = owner and default)."""
         node = self._get_node(self._internal, None, self.canonical(self._internal, path),
                               _PERM_READ)
-        return list(node.perms)
+        return [Perm(*p) for p in node.perms]
 
     def set_perms(self, path: str, perms: Iterable[Perm]) -> None:
         """Replace the permission list of ``path``; fires watches (privileged)."""
@@ -1035,6 +1063,7 @@ class XenStoreDB:
             raise StoreError("ENOENT", f"domain {domid} is not introduced")
         self._introduced.discard(domid)
         self._known.discard(domid)
+        self._ignore_entries_of(domid)
         self._targets.pop(domid, None)
         for name, perms in self._special_perms.items():
             # C's remove_domid_from_perm(): the domain's entries go, an owner becomes dom0.

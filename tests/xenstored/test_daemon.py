@@ -611,7 +611,8 @@ async def test_missing_owner_and_entries_as_c_xenstored(short_dir: str) -> None:
 
 async def test_entries_naming_a_gone_domain_are_ignored(short_dir: str) -> None:
     """XSA-322: once the hypervisor no longer has a domain, entries naming it grant nothing,
-    and it cannot be made an owner any more."""
+    for good (a later domain with the id does not inherit them), and it cannot be made an
+    owner any more."""
     from aiovirt.sim.xenstored import XenStored
 
     alive = {0, 1, 2}
@@ -629,6 +630,20 @@ async def test_entries_naming_a_gone_domain_are_ignored(short_dir: str) -> None:
             assert await guest.err(O.READ, b"/p\0") == "EACCES"
             assert await xs.ok(O.GET_PERMS, b"/p\0") == b"n0\0r1\0"  # still listed
             assert await xs.err(O.SET_PERMS, b"/p\0n1\0") == "ENOENT"
+            await xs.ok(O.WRITE, b"/p/child\0c")  # a new node copies the marked entry
+            alive.add(1)  # a new domain 1 does not inherit what the old one was given
+            assert await guest.err(O.READ, b"/p\0") == "EACCES"
+            assert await guest.err(O.READ, b"/p/child\0") == "EACCES"
+            await xs.ok(O.WRITE, b"/p\0rewritten")
+            assert await guest.err(O.READ, b"/p\0") == "EACCES"
+            await xs.ok(O.SET_PERMS, b"/p\0n0\0r1\0")  # given anew, it counts
+            assert await guest.ok(O.READ, b"/p\0") == b"rewritten"
+            # an entry for a domain that does not exist yet grants nothing once it does
+            await xs.ok(O.SET_PERMS, b"/p/child\0n0\0r4\0")
+            alive.add(4)
+            guest4 = await _as_guest(d, 4)
+            assert await guest4.err(O.READ, b"/p/child\0") == "EACCES"
+            await guest4.close()
         finally:
             await guest.close()
             await xs.close()
