@@ -14,7 +14,7 @@ like Xen 3.0's ``dom0_getdomaininfo_t`` (72 bytes, see :data:`DOMAIN_INFO`), for
 id >= ``domid`` in increasing id order, as the real hypercall does.
 PAUSEDOMAIN, UNPAUSEDOMAIN, DESTROYDOMAIN act on ``domid``; SETDOMAINMAXMEM sets ``domid``'s
 maximum to ``value`` KiB. They answer ``result = 0`` and no payload, or ``-ESRCH`` for a domain
-that does not exist and ``-EPERM`` where Xen refuses (Domain-0).
+that does not exist and ``-EINVAL`` where Xen refuses (Domain-0 acting on itself).
 XEN_VERSION answers ``result = major << 16 | minor`` and the extra version (``".7"``) as UTF-8.
 PHYSINFO answers one :data:`PHYSINFO` struct.
 """

@@ -2,7 +2,7 @@
 
 What the hypercalls see (:class:`~aiovirt.sim.privcmd.HypervisorModel` is served from it by the
 node): the domains in id order, their info records, the checks a domain operation makes (``ESRCH``
-for a missing domain, ``EPERM`` for Domain-0), physical memory and how the host's CPUs are shared
+for a missing domain, ``EINVAL`` for Domain-0), physical memory and how the host's CPUs are shared
 among the running vCPUs. Names, configuration and the store are the toolstack's, in the node.
 """
 
@@ -55,14 +55,15 @@ class Hypervisor:
     def target(self, domid: int, verb: str | None = None) -> SimDomain:
         """Return the domain a hypercall on ``domid`` acts on, or raise OSError as Xen does.
 
-        ``ESRCH`` if there is none; ``EPERM`` for Domain-0 when ``verb`` (the operation's name
-        in the message) is one Domain-0 refuses.
+        ``ESRCH`` if there is none; ``EINVAL`` for Domain-0 when ``verb`` (the operation's name
+        in the message) is one Domain-0 refuses: Xen's answer to a domain pausing or
+        destroying itself (``d == current->domain``).
         """
         dom = self.domains.get(domid)
         if dom is None:
             raise OSError(errno.ESRCH, f"no domain {domid}")
         if verb is not None and domid == 0:
-            raise OSError(errno.EPERM, f"cannot {verb} Domain-0")
+            raise OSError(errno.EINVAL, f"cannot {verb} Domain-0")
         return dom
 
     def records(self, first_domid: int, max_count: int) -> list[DomainInfoRecord]:

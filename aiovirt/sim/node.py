@@ -670,7 +670,7 @@ class SimNode:
         return self._hv.records(first_domid, max_count)
 
     def hv_pause(self, domid: int) -> None:
-        """Pause ``domid`` as the hypercall does (ESRCH if missing, EPERM for Domain-0)."""
+        """Pause ``domid`` as the hypercall does (ESRCH if missing, EINVAL for Domain-0)."""
         dom = self._hv.target(domid, "pause")
         dom.settle(time.monotonic())
         dom.paused = True

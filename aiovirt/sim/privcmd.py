@@ -43,7 +43,7 @@ class HypervisorModel(Protocol):
     """What the endpoint needs from the node: the hypervisor's view of its domains.
 
     Failing operations raise ``OSError`` with Xen's errno (``ESRCH`` for a missing domain,
-    ``EPERM`` where Xen refuses); the endpoint answers ``-errno``.
+    ``EINVAL`` where Xen refuses); the endpoint answers ``-errno``.
     """
 
     def info_records(self, first_domid: int, max_count: int) -> list[DomainInfoRecord]:
