@@ -143,3 +143,25 @@ async def test_changes_made_through_aiovirt_show_in_the_next_xl_list(
     row = _row(rows, first.name)
     assert row is not None and row.uuid == first.uuid_string
     assert row.mem_mib == (await first.info()).memory // 1024 <= 200
+
+
+async def test_xl_vcpu_list_shows_each_domains_vcpus_and_their_time(
+        sized_node: Callable[[int], XenNode]) -> None:
+    node = sized_node(3)
+    async with aiovirt.open(node.uri()) as conn:
+        before, _ = await aiovirt_view(conn)
+        _, out, _ = await node.run(XL, "vcpu-list")
+        after, _ = await aiovirt_view(conn)
+    lines = out.splitlines()
+    assert lines[0].startswith("Name")
+    vcpus: dict[int, list[float]] = {}
+    for line in lines[1:]:
+        name, domid, _vcpu, _cpu, _state, time_s, affinity = line.split(None, 6)
+        assert before[int(domid)].name == name and affinity.strip() == "all / all"
+        vcpus.setdefault(int(domid), []).append(float(time_s))
+    assert sorted(vcpus) == sorted(before)
+    for domid, times in vcpus.items():
+        assert len(times) == before[domid].info.nr_virt_cpu
+        # The node shares a domain's time between its vCPUs: they add up to it.
+        low, high = before[domid].info.cpu_time / 1e9, after[domid].info.cpu_time / 1e9
+        assert low - 0.05 * len(times) <= sum(times) <= high + 0.05 * len(times)

@@ -457,6 +457,22 @@ static long one_record(uint32_t domid, struct xen_domctl_getdomaininfo *info)
     return n == 1 ? 0 : -ESRCH;
 }
 
+/* The node's CPU count, fixed when it starts: asked once per thread and node. */
+static long node_cpus(void)
+{
+    static __thread const char *cpus_of;
+    static __thread uint32_t cpus;
+    if (cpus_of != current->endpoint) {
+        struct sim_physinfo phys;
+        long rc = get_physinfo(&phys);
+        if (rc < 0)
+            return rc;
+        cpus = phys.nr_cpus;
+        cpus_of = current->endpoint;
+    }
+    return cpus;
+}
+
 static long do_domctl(struct xen_domctl *op)
 {
     if (op->interface_version != current->interface_version)
@@ -494,16 +510,9 @@ static long do_domctl(struct xen_domctl *op)
         struct xen_domctl_getvcpuinfo *v = &op->u.getvcpuinfo;
         if (v->vcpu > info.max_vcpu_id)
             return -EINVAL;
-        /* A node's CPU count is fixed when it starts: asked once per thread and node. */
-        static __thread const char *cpus_of;
-        static __thread uint32_t cpus;
-        if (cpus_of != current->endpoint) {
-            struct sim_physinfo phys;
-            if ((rc = get_physinfo(&phys)) < 0)
-                return rc;
-            cpus = phys.nr_cpus;
-            cpus_of = current->endpoint;
-        }
+        long cpus = node_cpus();
+        if (cpus < 0)
+            return cpus;
         uint32_t online = info.nr_online_vcpus;
         v->online = v->vcpu < online;
         v->running = v->online && (info.flags & XEN_DOMINF_running) != 0;
@@ -514,7 +523,24 @@ static long do_domctl(struct xen_domctl *op)
             if (v->vcpu == 0)
                 v->cpu_time += info.cpu_time % online;
         }
-        v->cpu = cpus ? (v->vcpu + op->domain) % cpus : 0;
+        v->cpu = cpus ? (v->vcpu + op->domain) % (uint32_t)cpus : 0;
+        return 0;
+    }
+    case XEN_DOMCTL_getvcpuaffinity: {
+        /* No vCPU is pinned: Xen's default affinity, every CPU, hard and soft. */
+        struct xen_domctl_getdomaininfo info;
+        long rc = one_record(op->domain, &info);
+        if (rc < 0)
+            return rc;
+        if (info.domain != op->domain)
+            return -ESRCH;
+        struct xen_domctl_vcpuaffinity *a = &op->u.vcpuaffinity;
+        if (a->vcpu > info.max_vcpu_id)
+            return -EINVAL;
+        if ((a->flags & XEN_VCPUAFFINITY_HARD) && a->cpumap_hard.bitmap.p)
+            set_bits(a->cpumap_hard.bitmap.p, a->cpumap_hard.nr_bits, a->cpumap_hard.nr_bits);
+        if ((a->flags & XEN_VCPUAFFINITY_SOFT) && a->cpumap_soft.bitmap.p)
+            set_bits(a->cpumap_soft.bitmap.p, a->cpumap_soft.nr_bits, a->cpumap_soft.nr_bits);
         return 0;
     }
     default:
