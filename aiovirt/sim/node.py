@@ -135,6 +135,7 @@ class SimNode:
         self._by_name: dict[str, SimDomain] = {}
         self._next_domid = 1
         self._timers: set[asyncio.TimerHandle] = set()
+        self._held_reaps: list[SimDomain] | None = None  # xend held back (hold_reaps)
         self._guest_session: Session | None = None
         self._changed = asyncio.Event()
         self._started = False
@@ -405,7 +406,26 @@ class SimNode:
         self.db.fire_special("@releaseDomain")
         self._notify()
         if code != ShutdownReason.SUSPEND:
-            self._later(self.reap_delay, self._reap, dom, dom=dom)
+            if self._held_reaps is not None:
+                self._held_reaps.append(dom)
+            else:
+                self._later(self.reap_delay, self._reap, dom, dom=dom)
+
+    def hold_reaps(self) -> None:
+        """Hold xend back: a domain that shuts down stays shut down until :meth:`release_reaps`.
+
+        xend 3.0.3 reaps a shut-down domain as soon as its own ``@releaseDomain`` watch fires,
+        the same firing a client's rescan answers, so whether the client sees the shutdown code
+        first is a race on a real node too. Holding the reap lets a test decide that race.
+        """
+        if self._held_reaps is None:
+            self._held_reaps = []
+
+    def release_reaps(self) -> None:
+        """Let xend react again: held shut-down domains are reaped now, later ones as usual."""
+        held, self._held_reaps = self._held_reaps or [], None
+        for dom in held:
+            self._reap(dom)
 
     def _reap(self, dom: SimDomain) -> None:
         """xend saw the domain shut down: apply its ``on_poweroff``/``on_reboot``/``on_crash``."""
