@@ -139,6 +139,20 @@ class LifecycleDiff(Generic[H]):
         for tracked in self._tracked.values():
             yield tracked.handle, tracked.seen
 
+    def seen_by_id(self) -> dict[int, Seen]:
+        """Return domid -> the last scan's record of every domain that has a handle."""
+        return {domid: tracked.seen for domid, tracked in self._tracked.items()}
+
+    def knows(self, domid: int) -> bool:
+        """Return True if ``domid`` is a domain of the last scan that has a handle."""
+        return domid in self._tracked
+
+    def unsettled(self) -> set[int]:
+        """Return the ids whose next record matters even if nothing else moved: domains in
+        their creation pause and domains still without a name."""
+        return ({d for d, t in self._tracked.items() if t.creating_until is not None}
+                | self._unnamed.keys())
+
     def baseline(self, scan: Iterable[Seen], handles: Mapping[int, H]) -> None:
         """Take ``scan`` as the starting point: nothing in it is reported as news."""
         for seen in scan:

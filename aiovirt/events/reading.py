@@ -33,6 +33,9 @@ class NodeReader(Generic[H]):
     lookup: Callable[[int], Awaitable[H]]
     xenstore_path: str | None
     exists: Callable[[str], Awaitable[bool]] | None = None
+    probe: Callable[[int], Awaitable[Seen | None]] | None = None
+    """One domain's record now (None: no such domain), for the watch-driven quick step; None
+    when the backend has no per-domain call (every watch firing then rescans the node)."""
 
 
 def seen_from_record(rec: DomainInfoRecord) -> Seen:
@@ -64,10 +67,14 @@ class RecordReader:
         self._uuids: dict[bytes, uuidlib.UUID] = {}
         self._flags: dict[int, tuple[DomainState, int | None]] = {}
 
-    def read(self, records: list[DomainInfoRecord]) -> list[Seen]:
+    def read_one(self, record: DomainInfoRecord) -> Seen:
+        """Return the scan record of one domain (a probe), the UUID shared with the scans."""
+        return self.read([record], forget=False)[0]
+
+    def read(self, records: list[DomainInfoRecord], *, forget: bool = True) -> list[Seen]:
         """Return the scan records of ``records``."""
         uuids, flag_states = self._uuids, self._flags
-        if len(uuids) > 4 * len(records) + 1024:
+        if forget and len(uuids) > 4 * len(records) + 1024:
             uuids.clear()  # forget the handles of domains long gone
         out = []
         for rec in records:

@@ -79,6 +79,15 @@ class _Run(Generic[H]):
         self.idle = False
         self.stopping = False
         self.confirmed_at = 0.0  # time.time() of the last scan
+        # Why the next scan is due: True if only domains coming or going (a quick step may
+        # do); False once anything asks for a full listing (a reconnect, a poll, a memory
+        # target, a release that named no gone domain).
+        self.quick = False
+        # @releaseDomain firings since the last full scan not yet explained by a domain the
+        # quick step saw go or shut down: one left over (a shutdown of a domain whose store
+        # entries stay) asks for a full scan
+        self.releases = 0
+        self.xs: XenStoreClient | None = None  # the watch connection, for the quick step
 
 
 class EventSource(Generic[H]):
@@ -100,6 +109,8 @@ class EventSource(Generic[H]):
         self.scans = 0
         self.watch_firings = 0
         self.reconnects = 0
+        self.quick_steps = 0
+        """How many watch firings were followed without listing the node."""
 
     # -- what tests and diagnostics read ----------------------------------------------------------
 
@@ -285,13 +296,16 @@ class EventSource(Generic[H]):
                 finally:
                     run.idle = False
                 now = loop.time()
+                quick, run.quick = run.quick, False
                 if now >= deadline:
+                    quick = False  # the poll: a full listing, the authority
                     deadline += self.interval
                     if deadline <= now:  # a slow scan left us behind: start the beat afresh
                         deadline = now + self.interval
                 run.kick.clear()
                 try:
-                    await self._scan(run)
+                    if not (quick and await self._quick_scan(run)):
+                        await self._scan(run)
                 except VirtError as err:
                     if self._conn.closed:
                         log.debug("event source: connection closed; ending the streams")
@@ -327,8 +341,67 @@ class EventSource(Generic[H]):
 
     async def _scan(self, run: _Run[H]) -> None:
         confirmed_at = time.time()  # what the scan reads is at least this fresh
+        run.releases = 0  # this listing answers every release so far
         current = {seen.domid: seen for seen in await run.reader.scan()}
         self.scans += 1
+        await self._judge(run, current, confirmed_at)
+
+    async def _quick_scan(self, run: _Run[H]) -> bool:
+        """Follow domains coming and going without listing the node: the ids under
+        ``/local/domain`` against the known ones, and one record for each id that differs
+        (and each domain still settling). Return False, having changed nothing, when that
+        explains not every ``@releaseDomain`` (a shutdown, say): the caller then scans the
+        node. What a quick step cannot see (a change of a domain whose id stays listed) the
+        next full scan, the authority, reconciles."""
+        xs, probe = run.xs, run.reader.probe
+        if xs is None or probe is None:
+            return False
+        try:
+            names = await xs.directory("/local/domain")
+        except VirtError as err:
+            log.debug("event source: quick step cannot list /local/domain: %s", err)
+            return False
+        listed = {int(n) for n in names if n.isdigit()}
+        current = run.diff.seen_by_id()
+        moved = listed ^ current.keys()
+        releases = run.releases
+        if releases and not moved:
+            return False
+        wanted = sorted(moved | run.diff.unsettled())
+        if not wanted:
+            return True
+
+        async def probe_quietly(domid: int) -> Seen | VirtError | None:
+            try:
+                return await probe(domid)
+            except VirtError as err:
+                return err
+
+        found = await asyncio.gather(*(probe_quietly(d) for d in wanted))
+        for domid, seen in zip(wanted, found, strict=True):
+            if isinstance(seen, VirtError):
+                log.debug("event source: probe of domain %d failed: %s", domid, seen)
+                return False
+            before = current.get(domid)
+            if seen is None:
+                if before is not None:
+                    del current[domid]
+                    releases -= 1
+            else:
+                if (before is not None and before.shutdown_code is None
+                        and seen.shutdown_code is not None):
+                    releases -= 1
+                current[domid] = seen
+        if releases > 0:
+            return False  # some release is not explained: a listing finds why
+        run.releases = 0
+        self.quick_steps += 1
+        # the unchanged domains were not read again: the last full scan's time stands
+        await self._judge(run, current, run.confirmed_at)
+        return True
+
+    async def _judge(self, run: _Run[H], current: dict[int, Seen], confirmed_at: float,
+                     ) -> None:
         plan = run.diff.plan(current)
         handles = await self._lookups(run, plan.lookups) if plan.lookups else {}
         kept = await self._vm_records_kept(run, plan.vm_checks) if plan.vm_checks else set()
@@ -383,7 +456,9 @@ class EventSource(Generic[H]):
                     xs.watch("@releaseDomain", "aiovirt-release") as released,
                     xs.watch("/local/domain", "aiovirt-store") as store,
                 ):
+                    run.xs = xs
                     run.watching.set()
+                    run.quick = False
                     run.kick.set()
                     await self._pump(run, xs, introduced, released, store)
             except (VirtError, OSError) as exc:
@@ -412,8 +487,10 @@ class EventSource(Generic[H]):
                     if xs.reconnects > self.reconnects:
                         self.reconnects = xs.reconnects
                         log.info("xenstore at %s is back; resynchronising events", xs.path)
+                    run.quick = False
                     run.kick.set()
                 elif event.overflowed:
+                    run.quick = False
                     run.kick.set()
                 else:
                     await self._watched(run, xs, event.path)
@@ -431,14 +508,22 @@ class EventSource(Generic[H]):
 
     async def _watched(self, run: _Run[H], xs: XenStoreClient, path: str) -> None:
         if path.startswith("@"):
-            run.kick.set()
+            if path == "@releaseDomain":
+                run.releases += 1
+            _kick_quick(run)
             return
         parts = path.split("/")
+        if len(parts) == 4 and parts[3].isdigit():
+            _kick_quick(run)  # /local/domain/<id> made or removed: a domain comes or goes
+            return
         # /local/domain/<id>/control/shutdown or /local/domain/<id>/memory/target
         if len(parts) < 6 or not parts[3].isdigit():
             return
         leaf = "/".join(parts[4:])
-        if leaf == "control/shutdown":
+        if leaf == "name":
+            if not run.diff.knows(int(parts[3])):
+                _kick_quick(run)  # a new domain's name: it can be looked up now
+        elif leaf == "control/shutdown":
             try:
                 value = (await xs.read(path)).decode(errors="replace").strip()
             except VirtError:
@@ -446,12 +531,24 @@ class EventSource(Generic[H]):
             if value:
                 run.diff.shutdown_requested(int(parts[3]), value)
         elif leaf == "memory/target":
-            run.kick.set()
+            if run.diff.knows(int(parts[3])):
+                run.quick = False  # a known domain's balloon target: its record moves
+                run.kick.set()
+            else:
+                _kick_quick(run)  # a domain being built writes its first target
+
+
+def _kick_quick(run: _Run[H]) -> None:
+    """A domain may have come or gone, or one is settling: a quick step will do unless a
+    full scan is due."""
+    if not run.kick.is_set():
+        run.quick = True
+    run.kick.set()
 
 
 def _rekick(run: _Run[H]) -> None:
     run.recheck = None
-    run.kick.set()
+    _kick_quick(run)
 
 
 async def _await_quietly(tasks: list[asyncio.Task[None]]) -> None:

@@ -45,7 +45,11 @@ def node_reader(conn: Any) -> NodeReader[Any]:
         async def scan_hypervisor() -> list[Seen]:
             return records.read(await hv.list_domains())
 
-        return NodeReader(scan_hypervisor, lookup, conn.xenstore_path, exists)
+        async def probe_hypervisor(domid: int) -> Seen | None:
+            rec = await hv.domain_info(domid)
+            return None if rec is None else records.read_one(rec)
+
+        return NodeReader(scan_hypervisor, lookup, conn.xenstore_path, exists, probe_hypervisor)
     if first == XEND and xend is not None:
         async def scan_xend() -> list[Seen]:
             seen = []
