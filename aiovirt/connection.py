@@ -439,16 +439,20 @@ class Connection:
         for the error. The answers are as fresh as ``info()``'s. A domain of another
         connection is refused with ``INVALID_DOMAIN``.
         """
+        return await self._router.domain_infos(self._wanted(domains))
+
+    def _wanted(self, domains: Iterable[Domain] | None) -> list[Domain] | None:
+        """Check the connection and ``domains`` for a bulk call; leave out those known gone."""
         self._check_open()
-        wanted = None
-        if domains is not None:
-            wanted = []
-            for dom in domains:
-                if dom._conn is not self:
-                    self._check_domain(dom)
-                if not dom._gone:
-                    wanted.append(dom)
-        return await self._router.domain_infos(wanted)
+        if domains is None:
+            return None
+        wanted = []
+        for dom in domains:
+            if dom._conn is not self:
+                self._check_domain(dom)
+            if not dom._gone:
+                wanted.append(dom)
+        return wanted
 
     @reporting
     async def device_stats(
@@ -462,16 +466,7 @@ class Connection:
         guest's view. Pass the domains :meth:`domain_infos` just returned to pair both
         without another hypervisor call; a domain that has gone is left out.
         """
-        self._check_open()
-        wanted = None
-        if domains is not None:
-            wanted = []
-            for dom in domains:
-                if dom._conn is not self:
-                    self._check_domain(dom)
-                if not dom._gone:
-                    wanted.append(dom)
-        return await self._router.device_stats(wanted)
+        return await self._router.device_stats(self._wanted(domains))
 
     @reporting
     async def lookup_by_name(self, name: str) -> Domain:
