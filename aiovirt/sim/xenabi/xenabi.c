@@ -457,6 +457,17 @@ static long one_record(uint32_t domid, struct xen_domctl_getdomaininfo *info)
     return n == 1 ? 0 : -ESRCH;
 }
 
+/* The record of domain domid itself, which has a vCPU vcpu: 0, -ESRCH or -EINVAL, as Xen. */
+static long vcpu_record(uint32_t domid, uint32_t vcpu, struct xen_domctl_getdomaininfo *info)
+{
+    long rc = one_record(domid, info);
+    if (rc < 0)
+        return rc;
+    if (info->domain != domid)
+        return -ESRCH;
+    return vcpu > info->max_vcpu_id ? -EINVAL : 0;
+}
+
 /* The node's CPU count, fixed when it starts: asked once per thread and node. */
 static long node_cpus(void)
 {
@@ -501,15 +512,11 @@ static long do_domctl(struct xen_domctl *op)
          * The node models a domain's CPU time, not each vCPU's: the first nr_online_vcpus
          * vCPUs are online and share it evenly (the remainder on vCPU 0), on CPUs in turn.
          */
+        struct xen_domctl_getvcpuinfo *v = &op->u.getvcpuinfo;
         struct xen_domctl_getdomaininfo info;
-        long rc = one_record(op->domain, &info);
+        long rc = vcpu_record(op->domain, v->vcpu, &info);
         if (rc < 0)
             return rc;
-        if (info.domain != op->domain)
-            return -ESRCH;
-        struct xen_domctl_getvcpuinfo *v = &op->u.getvcpuinfo;
-        if (v->vcpu > info.max_vcpu_id)
-            return -EINVAL;
         long cpus = node_cpus();
         if (cpus < 0)
             return cpus;
@@ -528,15 +535,11 @@ static long do_domctl(struct xen_domctl *op)
     }
     case XEN_DOMCTL_getvcpuaffinity: {
         /* No vCPU is pinned: Xen's default affinity, every CPU, hard and soft. */
+        struct xen_domctl_vcpuaffinity *a = &op->u.vcpuaffinity;
         struct xen_domctl_getdomaininfo info;
-        long rc = one_record(op->domain, &info);
+        long rc = vcpu_record(op->domain, a->vcpu, &info);
         if (rc < 0)
             return rc;
-        if (info.domain != op->domain)
-            return -ESRCH;
-        struct xen_domctl_vcpuaffinity *a = &op->u.vcpuaffinity;
-        if (a->vcpu > info.max_vcpu_id)
-            return -EINVAL;
         if ((a->flags & XEN_VCPUAFFINITY_HARD) && a->cpumap_hard.bitmap.p)
             set_bits(a->cpumap_hard.bitmap.p, a->cpumap_hard.nr_bits, a->cpumap_hard.nr_bits);
         if ((a->flags & XEN_VCPUAFFINITY_SOFT) && a->cpumap_soft.bitmap.p)
