@@ -8,6 +8,8 @@ watcher sees the same sequence of events.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiovirt.protocol.sexpr import dumps, format_float
 from aiovirt.protocol.xs_wire import Perm, PermAccess
 from aiovirt.sim.config import value
@@ -29,6 +31,12 @@ def put(db: XenStoreDB, path: str, text: str | int) -> None:
     db.write(path, str(text))
 
 
+def _put_all(db: XenStoreDB, directory: str, items: Iterable[tuple[str, str | int]]) -> None:
+    """Write each ``(key, text)`` of ``items`` at ``directory/key``, in order."""
+    for key, text in items:
+        put(db, f"{directory}/{key}", text)
+
+
 def remove(db: XenStoreDB, path: str) -> None:
     """Remove ``path`` and what is below it, if it exists."""
     if db.exists(path):
@@ -41,10 +49,8 @@ def write_base_tree(db: XenStoreDB, dom0: SimDomain) -> None:
     db.set_perms("/vm", [Perm(0, PermAccess.NONE)])
     db.mkdir("/local/domain")
     _write_vm_record(db, dom0)
-    home = dom0.home
-    for key, text in (("vm", dom0.vm_path), ("domid", 0), ("name", dom0.name),
-                      ("console/limit", 1048576), ("memory/target", dom0.memory_kib)):
-        put(db, f"{home}/{key}", text)
+    _put_all(db, dom0.home, (("vm", dom0.vm_path), ("domid", 0), ("name", dom0.name),
+                             ("console/limit", 1048576), ("memory/target", dom0.memory_kib)))
     write_vcpu_availability(db, dom0)
 
 
@@ -79,9 +85,9 @@ def publish(db: XenStoreDB, dom: SimDomain, *, restored: bool = False) -> None:
 def unpublish(db: XenStoreDB, dom: SimDomain, *, keep_vm: bool) -> None:
     """Remove a domain's store entries as xend and the hotplug cleanup did."""
     for vbd in dom.vbds:
-        remove(db, f"{dom.home}/device/vbd/{vbd.devid}")
+        remove(db, _frontend(dom, "vbd", vbd.devid))
     for vif in dom.vifs:
-        remove(db, f"{dom.home}/device/vif/{vif.devid}")
+        remove(db, _frontend(dom, "vif", vif.devid))
     backends = {v.backend for v in dom.vbds} | {v.backend for v in dom.vifs}
     for backdom in backends:
         for cls in ("vbd", "vif"):
@@ -95,16 +101,14 @@ def _write_vm_record(db: XenStoreDB, dom: SimDomain) -> None:
     vm = dom.vm_path
     put(db, f"{vm}/uuid", str(dom.uuid))
     db.set_perms(f"{vm}/uuid", [Perm(dom.domid, PermAccess.READ)])
-    for key, number in (("vcpus", dom.vcpus), ("vcpu_avail", dom.vcpu_avail),
-                        ("memory", mib(dom.memory_kib)), ("shadow_memory", 0),
-                        ("maxmem", mib(dom.maxmem_kib))):
-        put(db, f"{vm}/{key}", number)
+    _put_all(db, vm, (("vcpus", dom.vcpus), ("vcpu_avail", dom.vcpu_avail),
+                      ("memory", mib(dom.memory_kib)), ("shadow_memory", 0),
+                      ("maxmem", mib(dom.maxmem_kib))))
     if dom.start_time is not None:
         put(db, f"{vm}/start_time", format_float(dom.start_time))
-    for key, text in (("name", dom.name), ("on_poweroff", dom.on_poweroff),
+    _put_all(db, vm, (("name", dom.name), ("on_poweroff", dom.on_poweroff),
                       ("on_reboot", dom.on_reboot), ("on_crash", dom.on_crash),
-                      ("xend/restart_count", str(dom.restart_count))):
-        put(db, f"{vm}/{key}", text)
+                      ("xend/restart_count", str(dom.restart_count))))
 
 
 def _write_image(db: XenStoreDB, dom: SimDomain) -> None:
@@ -127,47 +131,49 @@ def _write_image(db: XenStoreDB, dom: SimDomain) -> None:
     put(db, f"{vm}/image/ramdisk", value(img, "ramdisk", "") or "")
 
 
+def _frontend(dom: SimDomain, cls: str, devid: int) -> str:
+    return f"{dom.home}/device/{cls}/{devid}"
+
+
+def _make_device_dirs(db: XenStoreDB, dom: SimDomain, cls: str, devid: int,
+                      backend: int) -> tuple[str, str]:
+    """Create a device's frontend and backend directories, each owned by its end and readable
+    by the other, as the hotplug scripts did; return their paths."""
+    front = _frontend(dom, cls, devid)
+    back = f"/local/domain/{backend}/backend/{cls}/{dom.domid}/{devid}"
+    db.mkdir(front)
+    db.set_perms(front, [Perm(dom.domid, PermAccess.NONE), Perm(backend, PermAccess.READ)])
+    db.mkdir(back)
+    db.set_perms(back, [Perm(backend, PermAccess.NONE), Perm(dom.domid, PermAccess.READ)])
+    return front, back
+
+
 def _write_devices(db: XenStoreDB, dom: SimDomain) -> None:
     domid, home = dom.domid, dom.home
     port = 3
     for vbd in dom.vbds:
-        front = f"{home}/device/vbd/{vbd.devid}"
-        back = f"/local/domain/{vbd.backend}/backend/vbd/{domid}/{vbd.devid}"
-        db.mkdir(front)
-        db.set_perms(front, [Perm(domid, PermAccess.NONE), Perm(vbd.backend, PermAccess.READ)])
-        db.mkdir(back)
-        db.set_perms(back, [Perm(vbd.backend, PermAccess.NONE), Perm(domid, PermAccess.READ)])
-        for key, text in (("backend", back), ("backend-id", vbd.backend), ("state", 4),
-                          ("virtual-device", vbd.devid), ("device-type", vbd.device_type),
-                          ("ring-ref", 8 + vbd.devid % 64), ("event-channel", port)):
-            put(db, f"{front}/{key}", text)
+        front, back = _make_device_dirs(db, dom, "vbd", vbd.devid, vbd.backend)
+        _put_all(db, front, (("backend", back), ("backend-id", vbd.backend), ("state", 4),
+                             ("virtual-device", vbd.devid), ("device-type", vbd.device_type),
+                             ("ring-ref", 8 + vbd.devid % 64), ("event-channel", port)))
         port += 1
         kind, _, params = vbd.uname.partition(":")
-        for key, text in (("domain", dom.name), ("frontend", front), ("frontend-id", domid),
-                          ("state", 4), ("online", 1), ("dev", vbd.dev), ("type", kind),
-                          ("params", params), ("mode", vbd.mode)):
-            put(db, f"{back}/{key}", text)
+        _put_all(db, back, (("domain", dom.name), ("frontend", front), ("frontend-id", domid),
+                            ("state", 4), ("online", 1), ("dev", vbd.dev), ("type", kind),
+                            ("params", params), ("mode", vbd.mode)))
         if kind == "file":
-            put(db, f"{back}/node", "/dev/loop0")
-            put(db, f"{back}/physical-device", "7:0")
-        for key, text in (("hotplug-status", "connected"), ("sectors", 4194304),
-                          ("info", 1 if vbd.device_type == "cdrom" else 0),
-                          ("sector-size", 512)):
-            put(db, f"{back}/{key}", text)
+            _put_all(db, back, (("node", "/dev/loop0"), ("physical-device", "7:0")))
+        _put_all(db, back, (("hotplug-status", "connected"), ("sectors", 4194304),
+                            ("info", 1 if vbd.device_type == "cdrom" else 0),
+                            ("sector-size", 512)))
     for vif in dom.vifs:
-        front = f"{home}/device/vif/{vif.devid}"
-        back = f"/local/domain/{vif.backend}/backend/vif/{domid}/{vif.devid}"
-        db.mkdir(front)
-        db.set_perms(front, [Perm(domid, PermAccess.NONE), Perm(vif.backend, PermAccess.READ)])
-        db.mkdir(back)
-        db.set_perms(back, [Perm(vif.backend, PermAccess.NONE), Perm(domid, PermAccess.READ)])
-        for key, text in (("backend", back), ("backend-id", vif.backend), ("state", 4),
-                          ("handle", vif.devid), ("mac", vif.mac),
-                          ("tx-ring-ref", 521 + 2 * vif.devid),
-                          ("rx-ring-ref", 522 + 2 * vif.devid), ("event-channel", port),
-                          ("request-rx-copy", 0), ("feature-rx-notify", 1),
-                          ("feature-sg", 1), ("feature-gso-tcpv4", 1)):
-            put(db, f"{front}/{key}", text)
+        front, back = _make_device_dirs(db, dom, "vif", vif.devid, vif.backend)
+        _put_all(db, front, (("backend", back), ("backend-id", vif.backend), ("state", 4),
+                             ("handle", vif.devid), ("mac", vif.mac),
+                             ("tx-ring-ref", 521 + 2 * vif.devid),
+                             ("rx-ring-ref", 522 + 2 * vif.devid), ("event-channel", port),
+                             ("request-rx-copy", 0), ("feature-rx-notify", 1),
+                             ("feature-sg", 1), ("feature-gso-tcpv4", 1)))
         port += 1
         items: list[tuple[str, str | int]] = [
             ("domain", dom.name), ("frontend", front), ("frontend-id", domid),
@@ -181,23 +187,19 @@ def _write_devices(db: XenStoreDB, dom: SimDomain) -> None:
                 items.append((key, attr))
         items += [("hotplug-status", "connected"), ("feature-sg", 1),
                   ("feature-gso-tcpv4", 1), ("feature-rx-copy", 1)]
-        for key, text in items:
-            put(db, f"{back}/{key}", text)
+        _put_all(db, back, items)
     if dom.vifs:
         put(db, f"{home}/device-misc/vif/nextDeviceID", max(v.devid for v in dom.vifs) + 1)
 
 
 def _write_home(db: XenStoreDB, dom: SimDomain) -> None:
-    home = dom.home
-    items: list[tuple[str, str | int]] = [
+    _put_all(db, dom.home, (
         ("vm", dom.vm_path), ("domid", dom.domid), ("name", dom.name),
         ("console/limit", 1048576), ("console/port", 2),
         ("console/ring-ref", dom.console_mfn or 0),
         ("console/tty", f"/dev/pts/{dom.domid % 4096}"),
         ("memory/target", dom.memory_kib), ("store/port", 1),
-        ("store/ring-ref", dom.store_mfn or 0)]
-    for key, text in items:
-        put(db, f"{home}/{key}", text)
+        ("store/ring-ref", dom.store_mfn or 0)))
     write_vcpu_availability(db, dom)
 
 
