@@ -15,13 +15,11 @@ Use from a test::
         with real_xenstored(tmp_path) as socket_path:
             ...                           # XENSTORED_PATH=socket_path for the CLI tools
 
-or from any conftest: ``from tests.support.real_xenstored import real_xenstored_socket``
-(a fixture yielding the socket path of a fresh daemon).
-
 :func:`real_oxenstored` does the same for the OCaml daemon (XenServer's and XCP-ng's). It
 always serves ``/var/run/xenstored/socket``, so it runs in its own mount namespace
 (``unshare -m``, root only) with ``directory`` bind-mounted over ``/var/run/xenstored``; its
 socket is then ``directory/socket`` for everyone outside, and several can run at once.
+tests/xenstore/conftest.py's ``daemon`` fixture runs both daemons through these two.
 """
 
 from __future__ import annotations
@@ -37,8 +35,6 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.interop import require
 
@@ -180,6 +176,23 @@ def _wait_for_socket(path: str, proc: subprocess.Popen[bytes], log: Path) -> Non
 
 
 @contextlib.contextmanager
+def _listening(args: list[str], env: dict[str, str], cwd: Path, sock: str,
+               log: Path) -> Iterator[None]:
+    """Run the daemon ``args`` (its output in ``log``) until it listens on ``sock``, then for
+    the block; it is killed with SIGKILL at exit (SIGTERM is slow), or if it never listens."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=str(cwd))
+    try:
+        _wait_for_socket(sock, proc, log)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
 def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True,
                    domains: Iterable[int] | None = None) -> Iterator[str]:
     """Start the real C xenstored serving ``directory/socket``; yield the socket path.
@@ -209,18 +222,10 @@ def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True,
     args = [str(XENSTORED), "-N"]
     if trace:
         args += ["-T", str(workdir / "trace")]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=str(workdir),
-        )
     try:
-        _wait_for_socket(sock, proc, log)
-        yield sock
+        with _listening(args, env, workdir, sock, log):
+            yield sock
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
         if short_dir is not None:
             shutil.rmtree(short_dir, ignore_errors=True)
         else:
@@ -277,25 +282,11 @@ def real_oxenstored(directory: str | os.PathLike[str]) -> Iterator[str]:
               'mount --bind "$1" /var/run/xenstored && exec "$2" --no-fork --config-file "$3"')
     args = [shutil.which("unshare") or "unshare", "-m", "sh", "-c", script, "sh",
             str(rundir), str(OXENSTORED), str(conf)]
-    log = workdir / "stdout.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=str(workdir))
     try:
-        _wait_for_socket(sock, proc, log)
-        yield sock
+        with _listening(args, env, workdir, sock, workdir / "stdout.log"):
+            yield sock
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
         for leftover in (sock, str(rundir / "db")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
 
-
-@pytest.fixture
-def real_xenstored_socket(tmp_path: Path) -> Iterator[str]:
-    """Yield the socket path of a fresh real C xenstored (skip/fail if it cannot run)."""
-    require_real_xenstored()
-    with real_xenstored(tmp_path / "real-xenstored") as path:
-        yield path

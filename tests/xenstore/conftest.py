@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,52 +64,34 @@ class SimDaemon(Daemon):
             await server.close()
 
 
-class OxenstoredDaemon(Daemon):
-    """Debian's OCaml oxenstored 4.17 (XenServer's, XCP-ng's) in its own mount namespace."""
-
-    kind = "oxenstored"
-
-    def __init__(self, directory: str) -> None:
-        from tests.support.real_xenstored import real_oxenstored, real_oxenstored_available
-
-        reason = real_oxenstored_available()
-        require(reason is None, reason or "")
-        self._factory = real_oxenstored
-        self._dir = directory
-        self.path = f"{directory}/socket"
-        self.ro_path = None
-        self._cm: contextlib.AbstractContextManager[str] | None = None
-
-    async def start(self) -> None:
-        cm = self._factory(self._dir)
-        path = await asyncio.to_thread(cm.__enter__)
-        assert path == self.path, (path, self.path)
-        self._cm = cm
-
-    async def kill(self) -> None:
-        if self._cm is not None:
-            cm, self._cm = self._cm, None
-            await asyncio.to_thread(cm.__exit__, None, None, None)
-
-
 class RealDaemon(Daemon):
-    """Debian's C xenstored 4.17 under the tests' LD_PRELOAD stub, in a subprocess."""
+    """One of Debian's real 4.17 daemons in a subprocess (:mod:`tests.support.real_xenstored`).
 
-    kind = "real"
+    ``kind`` "real" is the C xenstored under the tests' LD_PRELOAD stub, "oxenstored" the OCaml
+    daemon (XenServer's, XCP-ng's) in its own mount namespace. Neither serves a read-only
+    socket. Starting waits for the daemon to listen, so it runs in a worker thread.
+    """
 
-    def __init__(self, directory: str) -> None:
-        from tests.support.real_xenstored import real_xenstored, real_xenstored_available
+    ro_path = None
 
-        reason = real_xenstored_available()
+    def __init__(self, directory: str, kind: str) -> None:
+        from tests.support import real_xenstored as real
+
+        self._run: Callable[[str], contextlib.AbstractContextManager[str]]
+        if kind == "real":
+            reason = real.real_xenstored_available()
+            self._run = functools.partial(real.real_xenstored, trace=False)
+        else:
+            reason = real.real_oxenstored_available()
+            self._run = real.real_oxenstored
         require(reason is None, reason or "")
-        self._factory = real_xenstored
+        self.kind = kind
         self._dir = directory
         self.path = f"{directory}/socket"
-        self.ro_path = None  # 4.17 has no read-only socket
         self._cm: contextlib.AbstractContextManager[str] | None = None
 
     async def start(self) -> None:
-        cm = self._factory(self._dir, trace=False)
+        cm = self._run(self._dir)
         path = await asyncio.to_thread(cm.__enter__)
         assert path == self.path, (path, self.path)
         self._cm = cm
@@ -128,9 +111,8 @@ def short_dir(short_dir: Path) -> str:
 @pytest.fixture(params=["sim", "real", "oxenstored"])
 async def daemon(request: pytest.FixtureRequest, short_dir: str) -> AsyncIterator[Daemon]:
     """Yield a running xenstore daemon of each kind."""
-    kinds: dict[str, type[Daemon]] = {"sim": SimDaemon, "real": RealDaemon,
-                                      "oxenstored": OxenstoredDaemon}
-    d = kinds[request.param](short_dir)  # type: ignore[call-arg]
+    kind = request.param
+    d = SimDaemon(short_dir) if kind == "sim" else RealDaemon(short_dir, kind)
     await d.start()
     try:
         yield d
