@@ -23,6 +23,9 @@ from aiovirt.protocol.states import DomainState
 if TYPE_CHECKING:
     from aiovirt.connection import Connection
     from aiovirt.domain import Domain
+    from aiovirt.protocol.devstats import BlockStats, InterfaceStats
+
+    DeviceCounters = BlockStats | InterfaceStats
 
 __all__ = ["ALIASES", "COMMANDS", "GROUPS", "CommandError", "CommandSpec", "run_command"]
 
@@ -227,30 +230,25 @@ async def cmd_dumpxml(conn: Connection, args: argparse.Namespace, out: Output) -
     out.data({**_domain_dict(dom), "xml": xml}, xml.rstrip("\n"))
 
 
-async def cmd_domblkstat(conn: Connection, args: argparse.Namespace, out: Output) -> None:
-    """Print a block device's read and write requests and bytes, as virsh does."""
-    dom = await lookup_domain(conn, args.domain)
-    try:
-        stats = await dom.block_stats(args.device)
-    except VirtError as err:
-        raise CommandError(f"failed to get block stats for domain '{args.domain}' device "
-                           f"'{args.device}': {err}", err) from err
-    fields = stats._asdict()
-    out.data({**_domain_dict(dom), "device": args.device, **fields},
-             "\n".join(f"{args.device} {key} {value}" for key, value in fields.items()))
+def _device_stats(what: str, noun: str,
+                  call: Callable[[Domain, str], Awaitable[DeviceCounters]]) -> Handler:
+    """Return the handler that prints one device's counters, ``DEVICE FIELD VALUE`` per line.
 
+    ``what`` names the statistics and ``noun`` the device in the error (virsh's words).
+    """
+    async def handler(conn: Connection, args: argparse.Namespace, out: Output) -> None:
+        dom = await lookup_domain(conn, args.domain)
+        try:
+            stats = await call(dom, args.device)
+        except VirtError as err:
+            raise CommandError(f"failed to get {what} stats for domain '{args.domain}' "
+                               f"{noun} '{args.device}': {err}", err) from err
+        fields = stats._asdict()
+        out.data({**_domain_dict(dom), "device": args.device, **fields},
+                 "\n".join(f"{args.device} {key} {value}" for key, value in fields.items()))
 
-async def cmd_domifstat(conn: Connection, args: argparse.Namespace, out: Output) -> None:
-    """Print a network interface's counters from the guest's side, as virsh does."""
-    dom = await lookup_domain(conn, args.domain)
-    try:
-        stats = await dom.interface_stats(args.device)
-    except VirtError as err:
-        raise CommandError(f"failed to get interface stats for domain '{args.domain}' "
-                           f"interface '{args.device}': {err}", err) from err
-    fields = stats._asdict()
-    out.data({**_domain_dict(dom), "device": args.device, **fields},
-             "\n".join(f"{args.device} {key} {value}" for key, value in fields.items()))
+    handler.__doc__ = f"Print the {what} counters of one {noun}, as virsh does."
+    return handler
 
 
 async def cmd_exporter(conn: Connection, args: argparse.Namespace, out: Output) -> None:
@@ -471,11 +469,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 _memory_action("max memory", lambda d, k: d.set_max_memory(k)),
                 (_DOMAIN, _arg("kib", metavar="KIB", type=int, help="memory in KiB")),
                 example="aiovirsh setmaxmem vm1 524288", group=DOMAIN_MANAGEMENT, writes=True),
-    CommandSpec("domblkstat", "get device block stats for a domain", cmd_domblkstat,
+    CommandSpec("domblkstat", "get device block stats for a domain",
+                _device_stats("block", "device", lambda d, dev: d.block_stats(dev)),
                 (_DOMAIN, _arg("device", metavar="DEVICE",
                                help="the disk's target, as <target dev=...> names it")),
                 example="aiovirsh domblkstat vm1 sda1"),
-    CommandSpec("domifstat", "get network interface stats for a domain", cmd_domifstat,
+    CommandSpec("domifstat", "get network interface stats for a domain",
+                _device_stats("interface", "interface", lambda d, dev: d.interface_stats(dev)),
                 (_DOMAIN, _arg("device", metavar="INTERFACE",
                                help="the interface's backend name, vif<domid>.<n>")),
                 example="aiovirsh domifstat vm1 vif1.0"),
