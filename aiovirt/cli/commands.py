@@ -160,25 +160,17 @@ def _domain_dict(dom: Domain) -> dict[str, Any]:
 
 async def cmd_list(conn: Connection, args: argparse.Namespace, out: Output) -> None:
     """List domains with their id and state (shut-off ones only with --all)."""
-    domains = await conn.list_domains()
-    infos = await asyncio.gather(*(_state_of(d) for d in domains))
+    # One bulk read (with the hypervisor: one batch, and names from xenstore), not a listing
+    # followed by each domain's info(); a domain gone in between is simply not listed.
+    pairs = await conn.domain_infos()
     rows = []
-    for dom, state in sorted(zip(domains, infos, strict=True), key=lambda p: p[0].id):
-        if not args.all and state in (DomainState.SHUTOFF, DomainState.CRASHED):
+    for dom, info in sorted(pairs, key=lambda p: p[0].id):
+        if not args.all and info.state in (DomainState.SHUTOFF, DomainState.CRASHED):
             continue
-        rows.append((dom, state))
+        rows.append((dom, info.state))
     out.data([{**_domain_dict(d), "state": state_name(s)} for d, s in rows],
              table(("Id", "Name", "State"),
                    ((d.id, d.name, state_name(s)) for d, s in rows)))
-
-
-async def _state_of(dom: Domain) -> DomainState:
-    try:
-        return (await dom.info()).state
-    except VirtError as err:
-        if err.code == ErrorNumber.NO_DOMAIN:  # went away while we listed: not an error
-            return DomainState.SHUTOFF
-        raise
 
 
 async def cmd_dominfo(conn: Connection, args: argparse.Namespace, out: Output) -> None:
