@@ -491,13 +491,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
         _arg("--timeout", type=float, default=None, help="stop after this many seconds"),
     ), example="aiovirsh --json events --count 10"),
     CommandSpec("top", "live view of every domain's CPU, memory and state", cmd_top, (
-        _arg("--interval", "-d", type=float, default=1.0,
-             help="seconds between refreshes (default 1)"),
+        _arg("--interval", "-d", type=float, default=None,
+             help="seconds between refreshes (default 1); with --once, between the two "
+                  "samples its CPU%% and rates are measured over (default 0.5)"),
         _arg("--sort", "-s", default="cpu",
              choices=("id", "name", "state", "cpu", "mem", "vcpus", "time", "blk", "net"),
              help="sort key (default cpu); keys i n s c m v t b w change it live"),
         _arg("--reverse", action="store_true", help="reverse the sort order"),
-        _arg("--once", action="store_true", help="print one snapshot and exit"),
+        _arg("--once", action="store_true",
+             help="print one snapshot and exit: two samples --interval apart (0.5 s)"),
         _arg("--iterations", "-n", type=int, default=None,
              help="stop after this many refreshes"),
     ), example="aiovirsh -c sim:///?domains=100 top --sort mem"),

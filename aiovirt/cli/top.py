@@ -3,8 +3,11 @@
 Each frame reads the connection's live domain table (``conn.domain_table()``, refreshed every
 ``--interval`` by one bulk call and at once by xenstore watches; a read costs no I/O), turns
 the CPU-time deltas into CPU %, sorts, and draws only the rows the terminal can show, so a
-frame costs the same for 50 domains as for 5,000. ``--once`` takes two samples one refresh
-apart (CPU % needs a delta) and prints every domain as plain text.
+frame costs the same for 50 domains as for 5,000. ``--once`` needs no live table: it reads
+every domain twice, :data:`ONCE_INTERVAL` seconds apart unless ``--interval`` says otherwise
+(CPU % needs a delta; xentop's single batch frame prints 0.0 for lack of one), and prints every
+domain as plain text. A short fixed gap is what a one-shot top does (procps' ``top`` primes its
+first frame the same way): enough for the rates to be real, short enough for a script.
 Where the node's device statistics are readable, each refresh also reads every domain's disk
 and network counters at once (``conn.device_stats()``) and shows their rates, as xentop does:
 BLK is bytes read plus written per second, NET bytes received plus sent (the guest's view).
@@ -23,24 +26,27 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
 from aiovirt.cli.format import format_cpu_time, state_name, table, to_json
 from aiovirt.errors import ErrorNumber, VirtError
 from aiovirt.info import DomainInfo
 from aiovirt.protocol.states import DomainState
 
 if TYPE_CHECKING:
+    # rich draws the live view only: --once and the JSON output never import it
+    from rich.console import Group
+    from rich.text import Text
+
     from aiovirt.connection import Connection
     from aiovirt.domain import Domain
     from aiovirt.events.table import DomainTable
     from aiovirt.protocol.devstats import DeviceStats
 
-__all__ = ["SORT_KEYS", "DomainRow", "TopModel", "build_frame", "collect", "collect_devices",
-           "run_top", "sort_rows", "text_snapshot"]
+__all__ = ["LIVE_INTERVAL", "ONCE_INTERVAL", "SORT_KEYS", "DomainRow", "TopModel", "build_frame",
+           "collect", "collect_devices", "run_top", "sort_rows", "text_snapshot"]
+
+# The default --interval: between the live view's refreshes, and between --once's two samples.
+LIVE_INTERVAL = 1.0
+ONCE_INTERVAL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +117,12 @@ class TopModel:
         self._last_dev: dict[tuple[int, str], tuple[tuple[int, int, int, int], float]] = {}
 
     def update(self, samples: Sequence[tuple[Domain, DomainInfo]], now: float,
-               devices: dict[Domain, DeviceStats] | None = None) -> list[DomainRow]:
+               devices: dict[Domain, DeviceStats] | None = None,
+               devices_at: float | None = None) -> list[DomainRow]:
         """Return the rows for ``samples`` taken at ``now`` (a monotonic time, seconds).
 
-        ``devices`` (each domain's device counters, read with the samples) gives the rows
-        their disk and network rates.
+        ``devices`` (each domain's device counters, read with the samples, at ``devices_at``
+        if that differs from ``now``) gives the rows their disk and network rates.
         """
         last = self._last
         fresh: dict[tuple[int, str], tuple[int, float]] = {}
@@ -133,7 +140,8 @@ class TopModel:
         self._last = fresh
         self.sampled_at = now
         if devices is not None:
-            rows = self._with_rates(rows, samples, devices, now)
+            rows = self._with_rates(rows, samples, devices, now if devices_at is None else
+                                    devices_at)
         return rows
 
     def _with_rates(self, rows: list[DomainRow], samples: Sequence[tuple[Domain, DomainInfo]],
@@ -211,6 +219,8 @@ _NAME_MIN, _NAME_MAX = 4, 40
 
 
 def _line(text: str | Text, style: str = "") -> Text:
+    from rich.text import Text
+
     line = text if isinstance(text, Text) else Text(text, style=style)
     line.no_wrap = True
     line.overflow = "ellipsis"
@@ -225,6 +235,10 @@ def build_frame(rows: Sequence[DomainRow], *, uri: str, sort: str, reverse: bool
     The header and the two footer lines are always drawn, each on one line (cut with an
     ellipsis on a narrow terminal), so a small terminal loses rows, never the frame's edges.
     """
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     ordered = sort_rows(list(rows), sort, reverse)
     visible = max(0, height - _FRAME_LINES)
     shown = ordered[:visible]
@@ -296,31 +310,44 @@ async def _sample(table: DomainTable[Domain], model: TopModel, after: float,
 
 async def run_top(conn: Connection, args: argparse.Namespace, *, as_json: bool) -> None:
     """Run the dashboard (or print one snapshot with ``--once``)."""
-    if args.interval <= 0:
+    interval = args.interval
+    if interval is None:
+        interval = ONCE_INTERVAL if args.once else LIVE_INTERVAL
+    if interval <= 0:
         raise VirtError(ErrorNumber.INVALID_ARG,
-                        info=f"--interval must be more than 0, not {args.interval}")
-    model = TopModel()
-    uri = args.connect or "xen:///"
+                        info=f"--interval must be more than 0, not {interval}")
     node_cpus = await _node_cpus(conn)
-    async with conn.domain_table(interval=args.interval) as domains:
-        await _top(domains, args, model, uri, node_cpus, as_json=as_json)
-
-
-async def _top(domains: DomainTable[Domain], args: argparse.Namespace, model: TopModel, uri: str,
-               node_cpus: int | None, *, as_json: bool) -> None:
-    limit = 2 * args.interval + 5.0
     if args.once:
-        await _sample(domains, model, 0.0, limit)
-        await asyncio.sleep(args.interval)
-        rows = await _sample(domains, model, domains.confirmed_at, limit)
+        rows = await _once(conn, interval)
         if as_json:
             ordered = sort_rows(rows, args.sort, args.reverse)
             print(to_json({"domains": [r.as_dict() for r in ordered], "node_cpus": node_cpus,
-                           "summary": _summary(rows, node_cpus)}), flush=True)
+                           "interval": interval, "summary": _summary(rows, node_cpus)}),
+                  flush=True)
         else:
             print(text_snapshot(rows, args.sort, args.reverse, node_cpus), flush=True)
         return
-    await _live(domains, args, model, uri, node_cpus)
+    uri = args.connect or "xen:///"
+    async with conn.domain_table(interval=interval) as domains:
+        await _live(domains, args, TopModel(), uri, node_cpus, interval)
+
+
+async def _once(conn: Connection, interval: float) -> list[DomainRow]:
+    """Return the rows of two bulk reads ``interval`` seconds apart (the rates need both)."""
+    model = TopModel()
+    first = time.monotonic()
+    await _read(conn, model)
+    await asyncio.sleep(max(0.0, first + interval - time.monotonic()))
+    return await _read(conn, model)
+
+
+async def _read(conn: Connection, model: TopModel) -> list[DomainRow]:
+    """Return the rows of one bulk read of every domain's info and device counters."""
+    at = time.monotonic()
+    samples = await collect(conn)
+    devices_at = time.monotonic()
+    devices = await collect_devices(conn, [d for d, _ in samples]) if samples else None
+    return model.update(samples, at, devices, devices_at)
 
 
 async def _node_cpus(conn: Connection) -> int | None:
@@ -332,7 +359,10 @@ async def _node_cpus(conn: Connection) -> int | None:
 
 
 async def _live(domains: DomainTable[Domain], args: argparse.Namespace, model: TopModel,
-                uri: str, node_cpus: int | None) -> None:
+                uri: str, node_cpus: int | None, interval: float) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
     console = Console()
     sort, reverse = args.sort, args.reverse
     keys: asyncio.Queue[str] = asyncio.Queue()
@@ -344,11 +374,11 @@ async def _live(domains: DomainTable[Domain], args: argparse.Namespace, model: T
         while args.iterations is None or refreshes < args.iterations:
             now = time.monotonic()
             if now >= next_sample:
-                rows = await _sample(domains, model, model.sampled_at, 2 * args.interval + 5.0)
-                next_sample = now + args.interval
+                rows = await _sample(domains, model, model.sampled_at, 2 * interval + 5.0)
+                next_sample = now + interval
                 refreshes += 1
             live.update(build_frame(rows, uri=uri, sort=sort, reverse=reverse,
-                                    interval=args.interval, height=console.size.height,
+                                    interval=interval, height=console.size.height,
                                     node_cpus=node_cpus),
                         refresh=True)
             if args.iterations is not None and refreshes >= args.iterations:

@@ -181,6 +181,15 @@ def test_top_once_prints_every_domain(sim: SimProcess) -> None:
     cpu = [d["cpu_percent"] for d in data["domains"]]
     assert all(isinstance(c, float) for c in cpu)
     assert cpu == sorted(cpu, reverse=True)  # default sort: busiest first
+    assert data["interval"] == 0.1
+
+
+def test_top_once_measures_its_rates_over_half_a_second_by_default(sim: SimProcess) -> None:
+    data = aiovirsh("top", "--once", "--json", uri=sim.uri).json()
+    assert data["interval"] == 0.5
+    running = [d for d in data["domains"] if d["state"] == "running"]
+    assert running and all(d["cpu_percent"] > 0 for d in running)
+    assert all(d["cpu_percent"] is not None for d in data["domains"])
 
 
 # --- errors -------------------------------------------------------------------------------------
