@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -65,6 +64,8 @@ def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
 
 def to_json(value: Any) -> str:
     """Return ``value`` as one line of JSON (enums by name, UUIDs as strings)."""
+    import json  # for --json only
+
     return json.dumps(value, default=_json_default, sort_keys=False)
 
 

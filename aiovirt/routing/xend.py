@@ -15,7 +15,6 @@ from aiovirt.batching import Coalescer
 from aiovirt.errors import ErrorDomain, ErrorNumber, VirtError
 from aiovirt.info import DomainInfo, NodeInfo
 from aiovirt.protocol import sexpr
-from aiovirt.protocol.domxml import sexpr_to_xml, xml_to_sexpr
 from aiovirt.protocol.sexpr import SExpr
 from aiovirt.protocol.states import state_from_xend
 from aiovirt.protocol.xen import NULL_UUID
@@ -271,6 +270,9 @@ class XendRoutes:
         rec = read_domain_sxpr(sx)
         if not is_same(ident, rec.domid, rec.uuid.bytes):
             raise gone(ident, self.uri)
+        # lxml is imported by the calls that speak XML only, not by every connection
+        from aiovirt.protocol.domxml import sexpr_to_xml
+
         return sexpr_to_xml(sx)
 
     async def suspend(self, ident: Identity) -> None:
@@ -317,6 +319,8 @@ class XendRoutes:
 
         If any step after the creation fails, the half-made domain is destroyed.
         """
+        from aiovirt.protocol.domxml import xml_to_sexpr
+
         config = xml_to_sexpr(xml)
         parsed = sexpr.parse(config) if isinstance(config, str) else config
         name = record_fields(parsed).get("name", "")
