@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import os
 import sys
 import time
@@ -124,8 +123,10 @@ class TopModel:
         ``devices`` (each domain's device counters, read with the samples, at ``devices_at``
         if that differs from ``now``) gives the rows their disk and network rates.
         """
-        last = self._last
+        last, last_dev = self._last, self._last_dev
         fresh: dict[tuple[int, str], tuple[int, float]] = {}
+        fresh_dev: dict[tuple[int, str], tuple[tuple[int, int, int, int], float]] = {}
+        dev_now = now if devices_at is None else devices_at
         rows = []
         for dom, info in samples:
             key = (dom.id, dom.name)
@@ -135,41 +136,27 @@ class TopModel:
             percent = None
             if before is not None and now > before[1]:
                 percent = max(0.0, (cpu_time - before[0]) / ((now - before[1]) * 1e7))
+            rates: tuple[float | None, ...] = (None, None, None, None)
+            stats = devices.get(dom) if devices is not None else None
+            if stats is not None:
+                totals = (sum(b.rd_bytes for b in stats.block.values()),
+                          sum(b.wr_bytes for b in stats.block.values()),
+                          sum(i.rx_bytes for i in stats.interfaces.values()),
+                          sum(i.tx_bytes for i in stats.interfaces.values()))
+                fresh_dev[key] = (totals, dev_now)
+                seen = last_dev.get(key)
+                if seen is not None and dev_now > seen[1]:
+                    span = dev_now - seen[1]
+                    rates = tuple(max(0.0, (t - b) / span)
+                                  for t, b in zip(totals, seen[0], strict=True))
+            # built once, rates included: copying a frozen row (dataclasses.replace) costs more
             rows.append(DomainRow(dom.id, dom.name, info.state, info.nr_virt_cpu, info.memory,
-                                  info.max_mem, cpu_time, percent))
+                                  info.max_mem, cpu_time, percent, *rates))
         self._last = fresh
         self.sampled_at = now
         if devices is not None:
-            rows = self._with_rates(rows, samples, devices, now if devices_at is None else
-                                    devices_at)
+            self._last_dev = fresh_dev
         return rows
-
-    def _with_rates(self, rows: list[DomainRow], samples: Sequence[tuple[Domain, DomainInfo]],
-                    devices: dict[Domain, DeviceStats], now: float) -> list[DomainRow]:
-        last = self._last_dev
-        fresh: dict[tuple[int, str], tuple[tuple[int, int, int, int], float]] = {}
-        out = []
-        for row, (dom, _) in zip(rows, samples, strict=True):
-            stats = devices.get(dom)
-            if stats is None:
-                out.append(row)
-                continue
-            totals = (sum(b.rd_bytes for b in stats.block.values()),
-                      sum(b.wr_bytes for b in stats.block.values()),
-                      sum(i.rx_bytes for i in stats.interfaces.values()),
-                      sum(i.tx_bytes for i in stats.interfaces.values()))
-            key = (dom.id, dom.name)
-            fresh[key] = (totals, now)
-            before = last.get(key)
-            if before is None or now <= before[1]:
-                out.append(row)
-                continue
-            span = now - before[1]
-            rates = [max(0.0, (t - b) / span) for t, b in zip(totals, before[0], strict=True)]
-            out.append(dataclasses.replace(row, blk_read=rates[0], blk_write=rates[1],
-                                           net_rx=rates[2], net_tx=rates[3]))
-        self._last_dev = fresh
-        return out
 
 
 def sort_rows(rows: list[DomainRow], key: str, reverse: bool = False) -> list[DomainRow]:
