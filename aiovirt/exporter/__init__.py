@@ -7,7 +7,8 @@ otherwise its URI is its name), and every series carries a ``node`` label. See
 """
 
 from aiovirt.exporter.cli import add_arguments, main, run
-from aiovirt.exporter.metrics import DomainSample, NodeSample, families
+from aiovirt.exporter.exposition import ScrapeText
+from aiovirt.exporter.metrics import DomainSample, FamilyBuilder, NodeSample, families
 from aiovirt.exporter.server import DEFAULT_PORT, Exporter, parse_listen, render, serve
 from aiovirt.exporter.source import NodeSource, parse_node_arg
 
@@ -15,8 +16,10 @@ __all__ = [
     "DEFAULT_PORT",
     "DomainSample",
     "Exporter",
+    "FamilyBuilder",
     "NodeSample",
     "NodeSource",
+    "ScrapeText",
     "add_arguments",
     "families",
     "main",

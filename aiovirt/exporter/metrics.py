@@ -15,12 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from aiovirt.connection import NodeInfo
 from aiovirt.domain import DomainInfo
-from aiovirt.protocol.devstats import DeviceStats
+from aiovirt.protocol.devstats import BlockStats, DeviceStats, InterfaceStats
 
-__all__ = ["DomainSample", "NodeSample", "families"]
+__all__ = ["DomainSample", "FamilyBuilder", "NodeSample", "families"]
 
 DOMAIN_LABELS = ("node", "domain", "uuid")
 BLOCK_LABELS = (*DOMAIN_LABELS, "source_file", "target_device")
@@ -81,64 +82,157 @@ class NodeSample:
     node_info: NodeInfo | None = None
 
 
-def families(samples: Iterable[NodeSample]) -> list[Metric]:
-    """Return the metric families of one scrape of every node."""
-    up = GaugeMetricFamily("libvirt_up", "Whether scraping libvirt's metrics was successful.",
-                           labels=("node",))
-    duration = GaugeMetricFamily("libvirt_scrape_duration_seconds",
-                                 "How long refreshing the node took, in seconds.",
-                                 labels=("node",))
-    count = GaugeMetricFamily("libvirt_domains_number", "Number of domains.", labels=("node",))
-    memory = GaugeMetricFamily("libvirt_node_memory_bytes",
-                               "Memory of the node, in bytes.", labels=("node",))
-    cpus = GaugeMetricFamily("libvirt_node_cpus", "Number of CPUs of the node.",
-                             labels=("node",))
-    state = GaugeMetricFamily("libvirt_domain_state_code",
-                              "State of the domain (libvirt's virDomainState number).",
-                              labels=DOMAIN_LABELS)
-    max_mem = GaugeMetricFamily("libvirt_domain_info_maximum_memory_bytes",
-                                "Maximum allowed memory of the domain, in bytes.",
-                                labels=DOMAIN_LABELS)
-    mem = GaugeMetricFamily("libvirt_domain_info_memory_usage_bytes",
-                            "Memory usage of the domain, in bytes.", labels=DOMAIN_LABELS)
-    vcpus = GaugeMetricFamily("libvirt_domain_info_virtual_cpus",
-                              "Number of virtual CPUs for the domain.", labels=DOMAIN_LABELS)
-    cpu = CounterMetricFamily("libvirt_domain_info_cpu_time_seconds",
-                              "Amount of CPU time used by the domain, in seconds.",
-                              labels=DOMAIN_LABELS)
-    block = [CounterMetricFamily(name, doc, labels=BLOCK_LABELS) for name, doc, _ in _BLOCK]
-    block_fields = [f for _, _, f in _BLOCK]
-    iface = [CounterMetricFamily(name, doc, labels=INTERFACE_LABELS)
-             for name, doc, _ in _INTERFACE]
-    iface_fields = [f for _, _, f in _INTERFACE]
+class FamilyBuilder:
+    """Builds each scrape's metric families, keeping every domain's series between scrapes.
 
-    for sample in samples:
-        node = sample.node
-        up.add_metric((node,), 1.0 if sample.up else 0.0)
-        duration.add_metric((node,), sample.duration)
-        if not sample.up:
-            continue
-        count.add_metric((node,), float(len(sample.domains)))
-        if sample.node_info is not None:
-            memory.add_metric((node,), float(sample.node_info.memory) * 1024)
-            cpus.add_metric((node,), float(sample.node_info.cpus))
-        for dom in sample.domains:
-            labels = (node, dom.name, dom.uuid)
-            info = dom.info
-            state.add_metric(labels, float(info.state))
-            max_mem.add_metric(labels, float(info.max_mem) * 1024)
-            mem.add_metric(labels, float(info.memory) * 1024)
-            vcpus.add_metric(labels, float(info.nr_virt_cpu))
-            cpu.add_metric(labels, info.cpu_time / 1e9)
-            devices = dom.devices
-            if devices is None:
+    The families are prometheus_client's own :class:`Metric` objects, filled with its
+    :class:`Sample` tuples directly rather than through ``add_metric`` (which zips the label
+    names with the values into a new dict for every series). A domain's label dicts are made
+    once, when it first appears, and shared by all its series; a domain whose info (or a
+    device whose counters) did not change since the previous scrape gives the same
+    :class:`Sample` objects again, so a quiet node's scrape allocates almost nothing (the
+    garbage collector's passes over a large heap cost more than the allocations themselves)
+    and unchanged families compare equal at once. A domain that is gone is forgotten at the
+    next scrape. The families, their samples and label dicts are read-only to the caller.
+    """
+
+    def __init__(self) -> None:
+        """Start with no domain known."""
+        self._domains: dict[tuple[str, str, str], _DomainSeries] = {}
+
+    def families(self, samples: Iterable[NodeSample]) -> list[Metric]:
+        """Return the metric families of one scrape of every node."""
+        up = GaugeMetricFamily("libvirt_up", "Whether scraping libvirt's metrics was successful.",
+                               labels=("node",))
+        duration = GaugeMetricFamily("libvirt_scrape_duration_seconds",
+                                     "How long refreshing the node took, in seconds.",
+                                     labels=("node",))
+        count = GaugeMetricFamily("libvirt_domains_number", "Number of domains.",
+                                  labels=("node",))
+        memory = GaugeMetricFamily("libvirt_node_memory_bytes",
+                                   "Memory of the node, in bytes.", labels=("node",))
+        cpus = GaugeMetricFamily("libvirt_node_cpus", "Number of CPUs of the node.",
+                                 labels=("node",))
+        state = GaugeMetricFamily("libvirt_domain_state_code",
+                                  "State of the domain (libvirt's virDomainState number).",
+                                  labels=DOMAIN_LABELS)
+        max_mem = GaugeMetricFamily("libvirt_domain_info_maximum_memory_bytes",
+                                    "Maximum allowed memory of the domain, in bytes.",
+                                    labels=DOMAIN_LABELS)
+        mem = GaugeMetricFamily("libvirt_domain_info_memory_usage_bytes",
+                                "Memory usage of the domain, in bytes.", labels=DOMAIN_LABELS)
+        vcpus = GaugeMetricFamily("libvirt_domain_info_virtual_cpus",
+                                  "Number of virtual CPUs for the domain.", labels=DOMAIN_LABELS)
+        cpu = CounterMetricFamily("libvirt_domain_info_cpu_time_seconds",
+                                  "Amount of CPU time used by the domain, in seconds.",
+                                  labels=DOMAIN_LABELS)
+        block = [CounterMetricFamily(name, doc, labels=BLOCK_LABELS) for name, doc, _ in _BLOCK]
+        iface = [CounterMetricFamily(name, doc, labels=INTERFACE_LABELS)
+                 for name, doc, _ in _INTERFACE]
+
+        # The series' names as prometheus_client's add_metric would give them.
+        state_n, max_mem_n, mem_n, vcpus_n = state.name, max_mem.name, mem.name, vcpus.name
+        cpu_n = cpu.name + "_total"
+        block_adds = [f.samples.append for f in block]
+        block_names = [(f.name + "_total", BlockStats._fields.index(field))
+                       for f, (_, _, field) in zip(block, _BLOCK, strict=True)]
+        iface_adds = [f.samples.append for f in iface]
+        iface_names = [f.name + "_total" for f in iface]
+        assert tuple(field for _, _, field in _INTERFACE) == InterfaceStats._fields
+        info_adds = [state.samples.append, max_mem.samples.append, mem.samples.append,
+                     vcpus.samples.append, cpu.samples.append]
+
+        known, seen = self._domains, {}
+        for sample in samples:
+            node = sample.node
+            node_labels = {"node": node}
+            up.samples.append(Sample(up.name, node_labels, 1.0 if sample.up else 0.0))
+            duration.samples.append(Sample(duration.name, node_labels, sample.duration))
+            if not sample.up:
                 continue
-            for target, stats in devices.block.items():
-                dev_labels = (*labels, dom.disk_sources.get(target, ""), target)
-                for family, name in zip(block, block_fields, strict=True):
-                    family.add_metric(dev_labels, float(getattr(stats, name)))
-            for vif, istats in devices.interfaces.items():
-                dev_labels = (*labels, dom.bridges.get(vif, ""), vif)
-                for family, name in zip(iface, iface_fields, strict=True):
-                    family.add_metric(dev_labels, float(getattr(istats, name)))
-    return [up, duration, count, memory, cpus, state, max_mem, mem, vcpus, cpu, *block, *iface]
+            count.samples.append(Sample(count.name, node_labels, float(len(sample.domains))))
+            if sample.node_info is not None:
+                memory.samples.append(Sample(memory.name, node_labels,
+                                             float(sample.node_info.memory) * 1024))
+                cpus.samples.append(Sample(cpus.name, node_labels,
+                                           float(sample.node_info.cpus)))
+            for dom in sample.domains:
+                key = (node, dom.name, dom.uuid)
+                entry = known.get(key)
+                if entry is None:
+                    entry = _DomainSeries(*key)
+                seen[key] = entry
+                info = dom.info
+                if info != entry.info:
+                    labels = entry.labels
+                    entry.info = info
+                    entry.samples = (Sample(state_n, labels, float(info.state)),
+                                     Sample(max_mem_n, labels, float(info.max_mem) * 1024),
+                                     Sample(mem_n, labels, float(info.memory) * 1024),
+                                     Sample(vcpus_n, labels, float(info.nr_virt_cpu)),
+                                     Sample(cpu_n, labels, info.cpu_time / 1e9))
+                for add, series in zip(info_adds, entry.samples, strict=True):
+                    add(series)
+                devices = dom.devices
+                if devices is None:
+                    continue
+                known_devices = entry.devices
+                for target, stats in devices.block.items():
+                    dev_key = (dom.disk_sources.get(target, ""), target)
+                    dev = known_devices.get(dev_key)
+                    if dev is None:
+                        dev = entry.device("source_file", dev_key)
+                    if stats != dev.stats:
+                        dev.stats = stats
+                        dev.samples = tuple(Sample(name, dev.labels, float(stats[index]))
+                                            for name, index in block_names)
+                    for add, series in zip(block_adds, dev.samples, strict=True):
+                        add(series)
+                for vif, istats in devices.interfaces.items():
+                    dev_key = (dom.bridges.get(vif, ""), vif)
+                    dev = known_devices.get(dev_key)
+                    if dev is None:
+                        dev = entry.device("source_bridge", dev_key)
+                    if istats != dev.stats:
+                        dev.stats = istats
+                        dev.samples = tuple(Sample(name, dev.labels, float(counter))
+                                            for name, counter in zip(iface_names, istats,
+                                                                     strict=True))
+                    for add, series in zip(iface_adds, dev.samples, strict=True):
+                        add(series)
+        self._domains = seen
+        return [up, duration, count, memory, cpus, state, max_mem, mem, vcpus, cpu, *block,
+                *iface]
+
+
+class _DeviceSeries:
+    """One device's labels, and its series as of the counters last seen."""
+
+    __slots__ = ("labels", "samples", "stats")
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.stats: tuple[int, ...] | None = None
+        self.samples: tuple[Sample, ...] = ()
+
+
+class _DomainSeries:
+    """One domain's labels and its series as of the info last seen, and its devices'."""
+
+    __slots__ = ("devices", "info", "labels", "samples")
+
+    def __init__(self, node: str, domain: str, uuid: str) -> None:
+        self.labels = {"node": node, "domain": domain, "uuid": uuid}
+        self.info: DomainInfo | None = None
+        self.samples: tuple[Sample, ...] = ()
+        self.devices: dict[tuple[str, str], _DeviceSeries] = {}
+
+    def device(self, source_label: str, key: tuple[str, str]) -> _DeviceSeries:
+        dev = _DeviceSeries({**self.labels, source_label: key[0], "target_device": key[1]})
+        self.devices[key] = dev
+        return dev
+
+
+def families(samples: Iterable[NodeSample]) -> list[Metric]:
+    """Return the metric families of one scrape of every node (nothing kept for later)."""
+    return FamilyBuilder().families(samples)

@@ -2,9 +2,10 @@
 
 Each request to ``/metrics`` refreshes every node once, concurrently (a node's refresh is
 coalesced with any other caller's inside its connection), builds the metric families, and has
-``prometheus_client`` write the exposition. Writing the text is CPU work proportional to the
-number of series, so it runs in a worker thread: the event loop keeps serving other requests
-and refreshes meanwhile.
+``prometheus_client`` write the exposition of those that changed since the previous scrape
+(:class:`~aiovirt.exporter.exposition.ScrapeText`). Writing the text is CPU work proportional
+to the number of series, so it runs in a worker thread: the event loop keeps serving other
+requests and refreshes meanwhile.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 
 import anyio.to_thread
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from aiovirt.exporter.metrics import NodeSample, families
+from aiovirt.exporter.exposition import ScrapeText, render_once
+from aiovirt.exporter.metrics import NodeSample
 from aiovirt.exporter.source import NodeSource
 
 __all__ = ["DEFAULT_PORT", "Exporter", "parse_listen", "serve"]
@@ -31,21 +32,9 @@ DEFAULT_TIMEOUT = 10.0  # seconds, when Prometheus does not say (its default scr
 _MARGIN = 0.25  # answer this much before Prometheus gives up on the scrape
 
 
-class _Scrape:
-    """A collector holding one scrape's families (prometheus_client's custom collector API)."""
-
-    def __init__(self, metrics: list[Metric]) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterable[Metric]:
-        return self._metrics
-
-
 def render(samples: Iterable[NodeSample]) -> bytes:
-    """Return the Prometheus text exposition of one scrape's samples."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Scrape(families(samples)))
-    return generate_latest(registry)
+    """Return the Prometheus text exposition of one scrape's samples (nothing cached)."""
+    return render_once(samples)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -66,6 +55,7 @@ class Exporter:
         """Serve ``sources``; their connections open at the first scrape."""
         self.sources = list(sources)
         self.scrapes = 0
+        self.text = ScrapeText()
 
     async def scrape(self, timeout: float = DEFAULT_TIMEOUT) -> list[NodeSample]:  # noqa: ASYNC109
         """Refresh every node once, concurrently; return their samples in order."""
@@ -75,7 +65,7 @@ class Exporter:
     async def render(self, timeout: float = DEFAULT_TIMEOUT) -> bytes:  # noqa: ASYNC109
         """Return the text exposition of a fresh scrape of every node."""
         samples = await self.scrape(timeout)
-        body: bytes = await anyio.to_thread.run_sync(render, samples)
+        body: bytes = await anyio.to_thread.run_sync(self.text.render, samples)
         return body
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import aiovirt
-from aiovirt.exporter import Exporter, NodeSource, parse_listen, parse_node_arg
+from aiovirt.exporter import Exporter, NodeSource, parse_listen, parse_node_arg, render
 from aiovirt.sim.node import SimNode
 
 
@@ -79,6 +79,36 @@ async def test_libvirt_exporters_names_labels_and_units(node: SimNode) -> None:
                          **vif) <= net.rx_bytes
         assert 0 < value(found, "libvirt_domain_interface_stats_transmit_packets_total",
                          **vif) <= net.tx_packets
+
+
+async def test_every_scrapes_text_is_what_prometheus_client_writes_for_that_scrape(
+        node: SimNode) -> None:
+    # The exporter reuses the text of families that did not change; each scrape's text must
+    # still be exactly one generate_latest over that scrape's families, and show its changes.
+    exporter = Exporter([NodeSource("n1", node.uri)])
+    try:
+        first = await exporter.scrape()
+        text = exporter.text.render(first)
+        assert text == render(first)
+        async with aiovirt.open(node.uri) as conn:
+            paused, gone = [d for d in await conn.list_domains() if d.id][:2]
+            await paused.suspend()
+            await paused.set_memory(await paused.max_memory() // 2)
+            await gone.destroy()
+            second = await exporter.scrape()
+            again = exporter.text.render(second)
+            assert again == render(second)
+            assert exporter.text.families_reused > 0  # some families stood still
+            found = samples(again)
+            who = {"domain": paused.name, "uuid": paused.uuid_string}
+            assert value(found, "libvirt_domain_state_code", **who) == 3  # paused
+            info = await paused.info()
+            assert value(found, "libvirt_domain_info_memory_usage_bytes", **who) == (
+                info.memory * 1024)
+            assert not [k for k in found if ("domain", gone.name) in k[1]]
+            assert samples(text) != found
+    finally:
+        await exporter.close()
 
 
 async def test_a_scrape_costs_one_bulk_refresh_per_node_not_one_call_per_domain(
