@@ -60,26 +60,25 @@ def _system_error(path: str, exc: OSError) -> VirtError:
                      f"cannot read {path}: {exc.strerror or exc}")
 
 
-def _read_counters(stats_dir: str) -> BlockStats | None:
-    """Return the block statistics in ``stats_dir`` (None: the device is not there)."""
-    try:
-        dfd = os.open(stats_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+def _read_counters(stats_dir: str, dir_fd: int | None = None) -> BlockStats | None:
+    """Return the block statistics in ``stats_dir`` (None: the device is not there).
+
+    ``stats_dir`` is relative to the directory open as ``dir_fd``, if given: the bulk read
+    opens each counter by its path under the backends' directory, three system calls a
+    counter, rather than opening each device's directory as well.
+    """
     values: dict[str, int] = {}
-    try:
-        for name in _WANTED:
-            try:
-                fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
-            except FileNotFoundError:
-                continue  # an older blkback lacks some counters
-            try:
-                text = os.read(fd, _READ_SIZE)
-            finally:
-                os.close(fd)
-            values[name] = parse_counter(text, f"{stats_dir}/{name}")
-    finally:
-        os.close(dfd)
+    for name in _WANTED:
+        path = f"{stats_dir}/{name}"
+        try:
+            fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # the device went away, or an older blkback lacks this counter
+        try:
+            text = os.read(fd, _READ_SIZE)
+        finally:
+            os.close(fd)
+        values[name] = parse_counter(text, path)
     if not values:
         return None
     return block_stats(values)
@@ -217,14 +216,18 @@ class DeviceStatsReader:
         self.snapshots += 1
         block: dict[int, dict[int, BlockStats]] = {}
         try:
-            entries = os.listdir(self._devices)
+            dfd = os.open(self._devices, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            entries = []
-        for name in entries:
-            ids = parse_vbd_dirname(name)
-            if ids is None:
-                continue
-            stats = _read_counters(os.path.join(self._devices, name, "statistics"))
-            if stats is not None:  # None: it went away while we listed
-                block.setdefault(ids[0], {})[ids[1]] = stats
+            dfd = None
+        if dfd is not None:
+            try:
+                for name in os.listdir(dfd):
+                    ids = parse_vbd_dirname(name)
+                    if ids is None:
+                        continue
+                    stats = _read_counters(f"{name}/statistics", dfd)
+                    if stats is not None:  # None: it went away while we listed
+                        block.setdefault(ids[0], {})[ids[1]] = stats
+            finally:
+                os.close(dfd)
         return DeviceSnapshot(block, _read_net(self._net))

@@ -27,7 +27,7 @@ __all__ = ["NodeSource", "parse_node_arg"]
 
 log = logging.getLogger(__name__)
 
-_Key = tuple[int, str]  # domid, UUID string
+_Key = tuple[int, uuidlib.UUID]  # domid, UUID
 
 
 def parse_node_arg(arg: str) -> tuple[str, str]:
@@ -56,7 +56,7 @@ class NodeSource:
         self.read_only = read_only
         self._conn: Connection | None = None
         self._opening: asyncio.Lock = asyncio.Lock()
-        self._sources: dict[_Key, tuple[dict[str, str], dict[str, str]]] = {}
+        self._known: dict[_Key, _Known] = {}
         self._failing = False
 
     def __repr__(self) -> str:
@@ -106,29 +106,41 @@ class NodeSource:
             node_info, devices = await asyncio.gather(conn.node_info(),
                                                       conn.device_stats(domains))
             device_list = [stats for _, stats in devices]  # in the order of ``domains``
-        uuids = [dom.uuid_string for dom in domains]
-        await self._learn_sources(conn, domains, uuids)
-        out: list[DomainSample] = []
-        sources = self._sources
-        nothing: tuple[dict[str, str], dict[str, str]] = ({}, {})
-        for (dom, info), uuid, stats in zip(pairs, uuids, device_list, strict=True):
-            disks, bridges = sources.get((dom.id, uuid), nothing)
-            out.append(DomainSample(dom.name, uuid, info, stats, disks, bridges))
+        known = await self._learn(conn, domains)
+        out = [DomainSample(dom.name, meta.uuid, info, stats, meta.disks, meta.bridges)
+               for (dom, info), meta, stats in zip(pairs, known, device_list, strict=True)]
         return out, node_info
 
-    async def _learn_sources(self, conn: Connection, domains: list[Domain],
-                             uuids: list[str]) -> None:
-        """Remember each new domain's disk sources and bridges (one xend list for all)."""
-        sources = self._sources
-        alive = {(d.id, u) for d, u in zip(domains, uuids, strict=True)}
-        if len(alive) == len(sources) and all(key in sources for key in alive):
-            return
-        for key in [k for k in sources if k not in alive]:
-            del sources[key]
-        if conn.xend is None or all(key in sources for key in alive):
-            return
+    async def _learn(self, conn: Connection, domains: list[Domain]) -> list[_Known]:
+        """Return what is kept of each domain, learning new ones' device sources.
+
+        One xend list serves every domain not seen before (or whose sources xend did not
+        give yet); a domain that is gone is forgotten.
+        """
+        known = self._known
+        out: list[_Known] = []
+        fresh: dict[_Key, _Known] = {}
+        for dom in domains:
+            key = (dom.id, dom.uuid)
+            meta = known.get(key)
+            if meta is None:
+                meta = known[key] = _Known(dom.uuid_string)
+            if not meta.learned:
+                fresh[key] = meta
+            out.append(meta)
+        if len(known) > len(domains):
+            alive = {(dom.id, dom.uuid) for dom in domains}
+            for key in [k for k in known if k not in alive]:
+                del known[key]
+        if fresh and conn.xend is not None:
+            await self._learn_sources(conn, fresh)
+        return out
+
+    async def _learn_sources(self, conn: Connection, fresh: dict[_Key, _Known]) -> None:
+        """Fill in ``fresh`` domains' disk sources and bridges from one detailed xend list."""
         from aiovirt.protocol.domxml import sexpr_to_config
 
+        assert conn.xend is not None
         try:
             records = await conn.xend.list_domains_detail()
         except VirtError as err:
@@ -141,10 +153,23 @@ class NodeSource:
                 continue
             if cfg.id is None:
                 continue
-            key = (cfg.id, str(cfg.uuid or uuidlib.UUID(int=0)))
-            disks = {d.target: d.source for d in cfg.disks if d.type == "file"}
-            bridges = {n.target: n.bridge or "" for n in cfg.interfaces if n.target}
-            sources[key] = (disks, bridges)
+            meta = fresh.get((cfg.id, cfg.uuid or uuidlib.UUID(int=0)))
+            if meta is not None:
+                meta.disks = {d.target: d.source for d in cfg.disks if d.type == "file"}
+                meta.bridges = {n.target: n.bridge or "" for n in cfg.interfaces if n.target}
+                meta.learned = True
+
+
+class _Known:
+    """What a source keeps of one domain between scrapes: its UUID's text, its devices' sources."""
+
+    __slots__ = ("bridges", "disks", "learned", "uuid")
+
+    def __init__(self, uuid: str) -> None:
+        self.uuid = uuid
+        self.disks: dict[str, str] = {}  # target -> source file
+        self.bridges: dict[str, str] = {}  # vif name -> bridge
+        self.learned = False  # whether xend has told its devices' sources
 
 
 async def _close_quietly(conn: Connection) -> None:

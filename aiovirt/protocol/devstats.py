@@ -226,6 +226,9 @@ def parse_vbd_dirname(name: str) -> tuple[int, int] | None:
 def parse_counter(text: bytes | str, what: str = "counter") -> int:
     """Return the unsigned decimal counter in a sysfs file's text (``"123\\n"``)."""
     if isinstance(text, bytes):
+        digits = text.strip()
+        if digits.isdigit():  # ASCII digits only, as bytes
+            return int(digits)
         text = text.decode("ascii", "replace")
     value = text.strip()
     if not value.isdigit() or not value.isascii():
@@ -279,7 +282,7 @@ def parse_proc_net_dev(text: bytes | str) -> dict[str, VifCounters]:
         if len(fields) != 16:
             continue
         try:
-            out[name.strip()] = VifCounters._make(int(f) for f in fields)
+            out[name.strip()] = VifCounters._make(map(int, fields))
         except ValueError:
             continue
     return out

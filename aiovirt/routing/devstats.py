@@ -27,6 +27,11 @@ from aiovirt.routing.identity import Identity
 __all__ = ["DeviceStatsRoutes"]
 
 
+# A node's disks use a handful of device numbers (sda1 for every guest, say); past this many
+# distinct ones the names are worked out afresh.
+_NAMES_KEPT = 1024
+
+
 def _invalid(message: str) -> VirtError:
     return VirtError(ErrorNumber.INVALID_ARG, ErrorDomain.DOM, message)
 
@@ -37,6 +42,7 @@ class DeviceStatsRoutes:
     def __init__(self, reader: DeviceStatsReader) -> None:
         """Answer from ``reader`` (owned by the connection)."""
         self.reader = reader
+        self._names: dict[int, str] = {}  # device number -> disk name, as met
 
     async def close(self) -> None:
         """Close the reader (its forming snapshot fails, the running one is awaited)."""
@@ -75,11 +81,17 @@ class DeviceStatsRoutes:
     async def device_stats(self, idents: Sequence[Identity]) -> list[DeviceStats]:
         """Return each of ``idents``' device counters, in order, from one shared read."""
         snap = await self.reader.snapshot()
+        names = self._names
+        if len(names) > _NAMES_KEPT:
+            names.clear()
         empty: dict[Any, Any] = {}
         out = []
         for ident in idents:
-            block = snap.block.get(ident.id, empty)
-            out.append(DeviceStats(
-                {blkdev_name(n) or str(n): stats for n, stats in block.items()},
-                dict(snap.net.get(ident.id, empty))))
+            block = {}
+            for number, stats in snap.block.get(ident.id, empty).items():
+                name = names.get(number)
+                if name is None:
+                    name = names[number] = blkdev_name(number) or str(number)
+                block[name] = stats
+            out.append(DeviceStats(block, dict(snap.net.get(ident.id, empty))))
         return out

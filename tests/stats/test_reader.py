@@ -51,14 +51,15 @@ async def test_the_files_are_read_in_worker_threads(node: SimNode,
     threads: list[threading.Thread] = []
     real = module._read_counters
 
-    def spy(path: str) -> BlockStats | None:
+    def spy(path: str, dir_fd: int | None = None) -> BlockStats | None:
         threads.append(threading.current_thread())
-        return real(path)
+        return real(path, dir_fd)
 
     monkeypatch.setattr(module, "_read_counters", spy)
     await reader.block_stats(1, 2049)
+    assert len(threads) == 1
     await reader.snapshot()
-    assert threads and threading.main_thread() not in threads
+    assert len(threads) > 1 and threading.main_thread() not in threads
 
 
 async def test_concurrent_snapshots_share_one_read(reader: DeviceStatsReader) -> None:
