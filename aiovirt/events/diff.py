@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
@@ -67,10 +67,14 @@ class Plan(NamedTuple):
 
 
 class Step(NamedTuple, Generic[H]):
-    """What one scan changed: the changes in order, and whether to scan again soon."""
+    """What one scan changed: the changes in order, whether to scan again soon, and the ids
+    ``moved`` whose record may differ from the last scan's in more than CPU time (domains that
+    came, went, changed or are settling): every other domain is as it was but for its CPU
+    time."""
 
     changes: list[Change[H]]
     recheck: bool
+    moved: set[int]
 
 
 _STOP_FROM_CODE = {
@@ -93,6 +97,14 @@ _STOP_FROM_REQUEST = {
 _FINAL_REASONS = {StopReason.SHUTDOWN, StopReason.CRASHED}
 _ACTIVE = {DomainState.RUNNING, DomainState.BLOCKED, DomainState.NOSTATE}
 _GAVE_UP = -(10**9)
+
+
+def _items(scan: Mapping[int, Seen], only: Collection[int] | None,
+           ) -> Iterable[tuple[int, Seen]]:
+    """Return ``scan``'s items, or those of ``only`` (in id order) when given."""
+    if only is None:
+        return scan.items()
+    return [(domid, scan[domid]) for domid in sorted(only) if domid in scan]
 
 
 def stop_reason(code: int) -> StopReason:
@@ -133,11 +145,19 @@ class LifecycleDiff(Generic[H]):
         self._unnamed: dict[int, int] = {}  # domid -> lookups tried (negative: gave up)
         self._requests: dict[int, str] = {}
         self._stopped_uuids: dict[uuidlib.UUID, StopReason] = {}
+        # ids that were given a creation grace (a superset of those still in it)
+        self._creating: set[int] = set()
 
     def known(self) -> Iterator[tuple[H, Seen]]:
         """Yield ``(handle, seen)`` for every domain of the last scan that has a handle."""
         for tracked in self._tracked.values():
             yield tracked.handle, tracked.seen
+
+    def row(self, domid: int) -> tuple[H, Seen] | None:
+        """Return ``(handle, seen)`` of ``domid`` in the last scan, or None (absent, or no
+        handle yet)."""
+        tracked = self._tracked.get(domid)
+        return None if tracked is None else (tracked.handle, tracked.seen)
 
     def seen_by_id(self) -> dict[int, Seen]:
         """Return domid -> the last scan's record of every domain that has a handle."""
@@ -150,7 +170,9 @@ class LifecycleDiff(Generic[H]):
     def unsettled(self) -> set[int]:
         """Return the ids whose next record matters even if nothing else moved: domains in
         their creation pause and domains still without a name."""
-        return ({d for d, t in self._tracked.items() if t.creating_until is not None}
+        tracked = self._tracked
+        return ({d for d in self._creating
+                 if (t := tracked.get(d)) is not None and t.creating_until is not None}
                 | self._unnamed.keys())
 
     def baseline(self, scan: Iterable[Seen], handles: Mapping[int, H]) -> None:
@@ -171,12 +193,16 @@ class LifecycleDiff(Generic[H]):
         if tracked is not None:
             tracked.request = value
 
-    def plan(self, scan: Mapping[int, Seen]) -> Plan:
-        """Return the lookups :meth:`apply` needs to judge ``scan`` (domid -> seen)."""
+    def plan(self, scan: Mapping[int, Seen], only: Collection[int] | None = None) -> Plan:
+        """Return the lookups :meth:`apply` needs to judge ``scan`` (domid -> seen).
+
+        ``only``, if given, holds every id whose record in ``scan`` may not be the very record
+        of the last scan (a quick step that read only those): the others are not looked at.
+        """
         lookups = []
         vm_checks = []
         known = self._tracked
-        for domid, seen in scan.items():
+        for domid, seen in _items(scan, only):
             tracked = known.get(domid)
             # UUIDs are usually the same objects scan after scan: identity first
             if tracked is None or (tracked.seen.uuid is not seen.uuid
@@ -184,26 +210,27 @@ class LifecycleDiff(Generic[H]):
                 lookups.append(domid)
         if len(lookups) == len(scan) - len(known):
             return Plan(tuple(lookups), ())  # only new domains: none vanished
-        for domid, tracked in known.items():
-            current = scan.get(domid)
-            if current is not None and (current.uuid is tracked.seen.uuid
-                                        or current.uuid == tracked.seen.uuid):
-                continue
-            uuid = self._needs_vm_check(domid, tracked, scan)
+        # the domains that went, or whose id another domain holds now, in the order they came
+        suspects = (known.keys() - scan.keys()).union(d for d in lookups if d in known)
+        for domid in [d for d in known if d in suspects] if only is None else sorted(suspects):
+            uuid = self._needs_vm_check(domid, known[domid], scan)
             if uuid is not None:
                 vm_checks.append(uuid)
         return Plan(tuple(lookups), tuple(vm_checks))
 
     def apply(self, scan: Mapping[int, Seen], now: float, handles: Mapping[int, H],
-              vm_kept: Container[uuidlib.UUID] = ()) -> Step[H]:
+              vm_kept: Container[uuidlib.UUID] = (), only: Collection[int] | None = None,
+              ) -> Step[H]:
         """Judge ``scan`` at monotonic time ``now``; return what changed since the last one.
 
         ``handles`` maps the ids :meth:`plan` asked for to their handles (missing: the domain
-        has no name yet, or went); ``vm_kept`` holds the UUIDs whose ``/vm`` record was kept.
+        has no name yet, or went); ``vm_kept`` holds the UUIDs whose ``/vm`` record was kept;
+        ``only`` is as for :meth:`plan`.
         """
         out: list[Change[H]] = []
         known = self._tracked
         gone = known.keys() - scan.keys()
+        moved: set[int] = set(gone)
         if gone:
             for domid in [d for d in known if d in gone]:  # in the order they came
                 self._vanished(domid, known.pop(domid), scan, vm_kept, out)
@@ -212,14 +239,16 @@ class LifecycleDiff(Generic[H]):
         for domid in [d for d in self._requests if d not in scan]:
             del self._requests[domid]
         recheck = False
-        for domid, seen in scan.items():
+        for domid, seen in _items(scan, only):
             tracked = known.get(domid)
             if tracked is not None and tracked.creating_until is None:
                 was = tracked.seen
-                if (was[1] is seen[1] and was[2] is seen[2] and was[4] == seen[4]
+                if was is seen or (  # a quick step passes the records it did not read again
+                        was[1] is seen[1] and was[2] is seen[2] and was[4] == seen[4]
                         and was[5] == seen[5] and was[6] == seen[6] and was[3] == seen[3]):
                     tracked.seen = seen  # only cpu_time moved: no news (the common case)
                     continue
+            moved.add(domid)
             if tracked is not None and tracked.seen.uuid != seen.uuid:
                 # the id was reused between two scans: the old domain went, a new one came
                 self._vanished(domid, self._tracked.pop(domid), scan, vm_kept, out)
@@ -229,7 +258,10 @@ class LifecycleDiff(Generic[H]):
                 recheck |= self._appeared(domid, seen, now, handles.get(domid), out)
             else:
                 recheck |= self._changed(tracked, seen, now, out)
-        return Step(out, recheck)
+        if self._creating:
+            self._creating = {d for d in self._creating
+                              if (t := known.get(d)) is not None and t.creating_until is not None}
+        return Step(out, recheck, moved)
 
     # -- the rules ------------------------------------------------------------------------------
 
@@ -265,6 +297,7 @@ class LifecycleDiff(Generic[H]):
             # xend builds (and restores) domains paused and unpauses them when their devices
             # are up: a pause is only news if it lasts
             tracked.creating_until = now + self._creation_grace
+            self._creating.add(domid)
             return True
         return False
 

@@ -19,14 +19,14 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, Generic, Protocol
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiovirt.backends.xenstore import WatchEvent, XenStoreClient
 from aiovirt.backends.xenstore import connect as xenstore_connect
 from aiovirt.errors import ErrorNumber, VirtError
 from aiovirt.events.diff import LifecycleDiff, Seen
-from aiovirt.events.kinds import DomainEvent, H
+from aiovirt.events.kinds import DomainEvent, DomainHandle, H
 from aiovirt.events.reading import NodeReader
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,32 @@ __all__ = ["EventSource", "ScanListener"]
 _RECHECK_DELAY = 0.1
 
 
+_HC = TypeVar("_HC", bound=DomainHandle, covariant=True)
+
+
+class ScanView(Protocol[_HC]):
+    """What a scan listener reads of a scan (the source's :class:`LifecycleDiff` is one)."""
+
+    def known(self) -> Iterator[tuple[_HC, Seen]]:
+        """Yield ``(handle, seen)`` for every domain of the scan that has a handle."""
+        ...
+
+    def row(self, domid: int) -> tuple[_HC, Seen] | None:
+        """Return ``(handle, seen)`` of ``domid``, or None."""
+        ...
+
+
 class ScanListener(Protocol):
     """A consumer that wants every scan's full result (the domain table), not only events."""
 
     interval: float
 
-    def _scanned(self, known: Sequence[tuple[Any, Seen]], confirmed_at: float) -> None: ...
+    def _scanned(self, scan: ScanView[Any], confirmed_at: float,
+                 moved: Collection[int] | None = None, partial: bool = False) -> None:
+        """Take one scan (read it before returning: it changes with the next). ``moved``, if
+        given, holds the ids whose record may differ from the last scan's in more than CPU
+        time (domains that came, went or changed); with ``partial``, the others are the very
+        records of the last scan (a quick step read only ``moved``)."""
 
     def _fail(self, exc: BaseException | None) -> None: ...
 
@@ -85,8 +105,15 @@ class _Run(Generic[H]):
         self.quick = False
         # @releaseDomain firings since the last full scan not yet explained by a domain the
         # quick step saw go or shut down: one left over (a shutdown of a domain whose store
-        # entries stay) asks for a full scan
+        # entries stay) asks for a full scan. Likewise @introduceDomain firings not explained
+        # by a domain the quick step saw come: one left over asks for a listing of the ids.
+        # Below zero: the quick step saw the domain before its firing arrived (a credit, which
+        # the next full scan clears).
         self.releases = 0
+        self.introduces = 0
+        # ids the watches named since the last step (/local/domain/<id> made or removed, a new
+        # domain's name or first balloon target): the quick step reads these first
+        self.named: set[int] = set()
         self.xs: XenStoreClient | None = None  # the watch connection, for the quick step
 
 
@@ -152,7 +179,7 @@ class EventSource(Generic[H]):
         run = self._run
         if run is not None and run.ready.is_set():
             # joins a running source: starts from its last scan, and every later scan follows
-            listener._scanned(list(run.diff.known()), run.confirmed_at)
+            listener._scanned(run.diff, run.confirmed_at)
 
     async def unsubscribe(self, consumer: EventConsumer | ScanListener) -> None:
         """Remove a consumer; after the last one, stop watching and release the watches."""
@@ -341,35 +368,68 @@ class EventSource(Generic[H]):
 
     async def _scan(self, run: _Run[H]) -> None:
         confirmed_at = time.time()  # what the scan reads is at least this fresh
-        run.releases = 0  # this listing answers every release so far
+        run.releases = run.introduces = 0  # this listing answers every firing so far
+        run.named = set()
         current = {seen.domid: seen for seen in await run.reader.scan()}
         self.scans += 1
         await self._judge(run, current, confirmed_at)
 
     async def _quick_scan(self, run: _Run[H]) -> bool:
-        """Follow domains coming and going without listing the node: the ids under
-        ``/local/domain`` against the known ones, and one record for each id that differs
-        (and each domain still settling). Return False, having changed nothing, when that
-        explains not every ``@releaseDomain`` (a shutdown, say): the caller then scans the
-        node. What a quick step cannot see (a change of a domain whose id stays listed) the
-        next full scan, the authority, reconciles."""
-        xs, probe = run.xs, run.reader.probe
-        if xs is None or probe is None:
+        """Follow domains coming and going without scanning the node: first read the record
+        of each id the watches named (and of each domain still settling); if that explains
+        not every ``@introduceDomain`` and ``@releaseDomain``, list the ids under
+        ``/local/domain`` and read each one that differs from the known ones. Return False,
+        having changed nothing, when even that explains not every ``@releaseDomain`` (a
+        shutdown, say): the caller then scans the node. What a quick step cannot see (a
+        change of a domain whose id stays listed) the next full scan, the authority,
+        reconciles."""
+        xs = run.xs
+        if xs is None or run.reader.probe is None:
             return False
-        try:
-            names = await xs.directory("/local/domain")
-        except VirtError as err:
-            log.debug("event source: quick step cannot list /local/domain: %s", err)
-            return False
-        listed = {int(n) for n in names if n.isdigit()}
         current = run.diff.seen_by_id()
-        moved = listed ^ current.keys()
-        releases = run.releases
-        if releases and not moved:
+        settling = run.diff.unsettled()
+        named, run.named = run.named, set()
+        probed: set[int] = set()
+        counted = await self._probe_into(run, current, named | settling, settling, probed)
+        if counted is None:
             return False
-        wanted = sorted(moved | run.diff.unsettled())
+        came, went = counted
+        if run.introduces > came or run.releases > went:
+            try:
+                names = await xs.directory("/local/domain")
+            except VirtError as err:
+                log.debug("event source: quick step cannot list /local/domain: %s", err)
+                return False
+            listed = {int(n) for n in names if n.isdigit()}
+            moved = (listed ^ current.keys()) - probed
+            if run.releases > went and not moved:
+                return False
+            counted = await self._probe_into(run, current, moved, settling, probed)
+            if counted is None:
+                return False
+            went += counted[1]
+            if run.releases > went:
+                return False  # some release is not explained: a scan finds why
+            came = max(came + counted[0], run.introduces)  # the listing is the last word
+        run.introduces -= came
+        run.releases -= went
+        if not probed:
+            return True  # nothing was named, and every firing was explained already
+        self.quick_steps += 1
+        # the unchanged domains were not read again: the last full scan's time stands
+        await self._judge(run, current, run.confirmed_at, probed)
+        return True
+
+    async def _probe_into(self, run: _Run[H], current: dict[int, Seen], ids: set[int],
+                          settling: set[int], probed: set[int]) -> tuple[int, int] | None:
+        """Read the record of each of ``ids`` not ``probed`` yet into ``current``; return how
+        many domains came and how many went or shut down (the firings they explain), or None
+        if a read failed."""
+        probe = run.reader.probe
+        assert probe is not None
+        wanted = sorted(ids - probed)
         if not wanted:
-            return True
+            return 0, 0
 
         async def probe_quietly(domid: int) -> Seen | VirtError | None:
             try:
@@ -378,50 +438,51 @@ class EventSource(Generic[H]):
                 return err
 
         found = await asyncio.gather(*(probe_quietly(d) for d in wanted))
+        came = went = 0
         for domid, seen in zip(wanted, found, strict=True):
             if isinstance(seen, VirtError):
                 log.debug("event source: probe of domain %d failed: %s", domid, seen)
-                return False
+                return None
+            probed.add(domid)
             before = current.get(domid)
             if seen is None:
                 if before is not None:
                     del current[domid]
-                    releases -= 1
-            else:
-                if (before is not None and before.shutdown_code is None
-                        and seen.shutdown_code is not None):
-                    releases -= 1
-                current[domid] = seen
-        if releases > 0:
-            return False  # some release is not explained: a listing finds why
-        run.releases = 0
-        self.quick_steps += 1
-        # the unchanged domains were not read again: the last full scan's time stands
-        await self._judge(run, current, run.confirmed_at)
-        return True
+                    went += 1
+                continue
+            if before is None:
+                came += domid not in settling  # a settling domain was counted when it came
+            elif before.uuid != seen.uuid:
+                came += 1  # the id went to another domain between two steps
+                went += 1
+            elif before.shutdown_code is None and seen.shutdown_code is not None:
+                went += 1
+            current[domid] = seen
+        return came, went
 
     async def _judge(self, run: _Run[H], current: dict[int, Seen], confirmed_at: float,
-                     ) -> None:
-        plan = run.diff.plan(current)
+                     only: set[int] | None = None) -> None:
+        """Judge a scan (``only``: the ids a quick step read again; the other records of
+        ``current`` are the last scan's own)."""
+        plan = run.diff.plan(current, only)
         handles = await self._lookups(run, plan.lookups) if plan.lookups else {}
         kept = await self._vm_records_kept(run, plan.vm_checks) if plan.vm_checks else set()
-        step = run.diff.apply(current, time.monotonic(), handles, kept)
+        step = run.diff.apply(current, time.monotonic(), handles, kept, only)
         if step.changes:
             stamp = time.time()  # when the change was detected
             for change in step.changes:
                 event = DomainEvent(change.handle, change.kind, change.detail, stamp)
                 for stream in self._streams:
                     stream._put(event)
-        self._tell_listeners(run, confirmed_at)
+        self._tell_listeners(run, confirmed_at, step.moved, only is not None)
         if step.recheck and (run.recheck is None or run.recheck.cancelled()):
             run.recheck = asyncio.get_running_loop().call_later(_RECHECK_DELAY, _rekick, run)
 
-    def _tell_listeners(self, run: _Run[H], confirmed_at: float) -> None:
+    def _tell_listeners(self, run: _Run[H], confirmed_at: float,
+                        moved: Collection[int] | None = None, partial: bool = False) -> None:
         run.confirmed_at = confirmed_at
-        if self._listeners:
-            known = list(run.diff.known())
-            for listener in list(self._listeners):
-                listener._scanned(known, confirmed_at)
+        for listener in list(self._listeners):
+            listener._scanned(run.diff, confirmed_at, moved, partial)
 
     async def _vm_records_kept(self, run: _Run[H], uuids: Iterable[Any]) -> set[Any]:
         exists = run.reader.exists
@@ -510,10 +571,13 @@ class EventSource(Generic[H]):
         if path.startswith("@"):
             if path == "@releaseDomain":
                 run.releases += 1
+            elif path == "@introduceDomain":
+                run.introduces += 1
             _kick_quick(run)
             return
         parts = path.split("/")
         if len(parts) == 4 and parts[3].isdigit():
+            run.named.add(int(parts[3]))
             _kick_quick(run)  # /local/domain/<id> made or removed: a domain comes or goes
             return
         # /local/domain/<id>/control/shutdown or /local/domain/<id>/memory/target
@@ -522,6 +586,7 @@ class EventSource(Generic[H]):
         leaf = "/".join(parts[4:])
         if leaf == "name":
             if not run.diff.knows(int(parts[3])):
+                run.named.add(int(parts[3]))
                 _kick_quick(run)  # a new domain's name: it can be looked up now
         elif leaf == "control/shutdown":
             try:
@@ -535,6 +600,7 @@ class EventSource(Generic[H]):
                 run.quick = False  # a known domain's balloon target: its record moves
                 run.kick.set()
             else:
+                run.named.add(int(parts[3]))
                 _kick_quick(run)  # a domain being built writes its first target
 
 

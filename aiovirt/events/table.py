@@ -2,9 +2,12 @@
 
 ``async with conn.domain_table() as table:`` opens it. The table listens to the connection's
 event source: each scan the source makes (on every xenstore watch firing, after a reconnect,
-and every ``interval`` seconds) hands it the whole domain list, from which the table builds new
-immutable :class:`TableEntry[H]` values and the :class:`TableChange[H]` list between the old and the
-new (both pure functions of their inputs, :func:`build_entries` and :func:`diff_entries`). So:
+and every ``interval`` seconds) hands it the whole domain list as ``(handle, seen)`` rows
+(:func:`index_rows` keys them by UUID) and the ids of the domains whose record may have moved
+in more than CPU time; :func:`diff_rows` turns the old rows and the new into the
+:class:`TableChange[H]` list. Both are pure functions of their inputs. An immutable
+:class:`TableEntry[H]` is made of a row when it is first read or reported, so keeping thousands of
+domains current costs a dict of rows per scan and nothing per domain nobody looks at. So:
 
 * the first fill and the changes are one stream: the table starts from a scan the source made
   after its watches were registered, and every later scan is diffed against the table as it is;
@@ -21,7 +24,16 @@ import enum
 import uuid as uuidlib
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import (
+    Callable,
+    Collection,
+    Container,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, NamedTuple
 
@@ -31,10 +43,10 @@ from aiovirt.protocol.states import DomainState
 
 if TYPE_CHECKING:
     from aiovirt.events.diff import Seen
-    from aiovirt.events.source import EventSource
+    from aiovirt.events.source import EventSource, ScanView
 
-__all__ = ["DEFAULT_CHANGES_QUEUE", "ChangeFeed", "ChangeKind", "DomainTable", "TableChange",
-           "TableEntry", "build_entries", "diff_entries", "refresh_entries"]
+__all__ = ["DEFAULT_CHANGES_QUEUE", "ChangeFeed", "ChangeKind", "DomainTable", "Row", "TableChange",
+           "TableEntry", "diff_rows", "entry_of", "index_rows"]
 
 DEFAULT_CHANGES_QUEUE = 4096
 # The fields whose change is reported; cpu_time and confirmed_at move on every scan.
@@ -86,80 +98,105 @@ class TableChange(NamedTuple, Generic[H]):
     fields: frozenset[str] = frozenset()
 
 
+Row = tuple[H, "Seen"]
+"""One domain of a scan as the table keeps it: ``(handle, seen)``. Its entry is made from it
+only when someone reads it (see :func:`entry_of`)."""
+
 _new_entry = tuple.__new__
 
 
-def build_entries(known: Iterable[tuple[H, Seen]], confirmed_at: float,
-                  ) -> dict[uuidlib.UUID, TableEntry[H]]:
-    """Return the table's entries for one scan's ``(handle, seen)`` pairs, keyed by UUID.
+def entry_of(row: Row[H], confirmed_at: float) -> TableEntry[H]:
+    """Return the entry of ``row`` as confirmed at ``confirmed_at``."""
+    dom, seen = row
+    return _new_entry(TableEntry, (dom, seen[0], dom.name, dom.uuid, seen[2], seen[4], seen[5],
+                                   seen[6], seen[7], confirmed_at))
 
-    Two domains with one UUID (the dying one and its successor) are one entry: the live one,
+
+def index_rows(known: Sequence[Row[H]]) -> dict[uuidlib.UUID, Row[H]]:
+    """Return one scan's ``(handle, seen)`` pairs keyed by the handle's UUID, in scan order.
+
+    Two domains with one UUID (the dying one and its successor) are one row: the live one,
     else the newer id.
     """
-    out: dict[uuidlib.UUID, TableEntry[H]] = {}
-    for dom, seen in known:
-        uuid = dom.uuid
-        entry: TableEntry[H] = _new_entry(TableEntry, (
-            dom, seen.domid, dom.name, uuid, seen.state, seen.memory, seen.max_mem,
-            seen.vcpus, seen.cpu_time, confirmed_at))
-        other = out.get(uuid)
-        if other is not None and not _preferred(entry, other):
-            continue
-        out[uuid] = entry
-    return out
+    rows = {row[0].uuid: row for row in known}
+    if len(rows) == len(known):
+        return rows
+    rows = {}
+    for row in known:  # the careful way
+        uuid = row[0].uuid
+        other = rows.get(uuid)
+        if other is None or _preferred(row[1], other[1]):
+            rows[uuid] = row
+    return rows
 
 
-def refresh_entries(old: Mapping[uuidlib.UUID, TableEntry[H]],
-                    known: Sequence[tuple[H, Seen]], confirmed_at: float,
-                    ) -> tuple[dict[uuidlib.UUID, TableEntry[H]], list[TableChange[H]]]:
-    """Return ``(entries, changes)``, the same as :func:`build_entries` then
-    :func:`diff_entries`, in one pass over a scan of thousands of domains."""
-    new: dict[uuidlib.UUID, TableEntry[H]] = {}
-    changes: list[TableChange[H]] = []
-    added = 0
-    get, put = old.get, new.setdefault
-    for dom, seen in known:
-        uuid = dom.uuid
-        state, memory, max_mem, vcpus = seen[2], seen[4], seen[5], seen[6]
-        entry: TableEntry[H] = _new_entry(TableEntry, (
-            dom, seen[0], dom.name, uuid, state, memory, max_mem, vcpus, seen[7],
-            confirmed_at))
-        if put(uuid, entry) is not entry:  # two domains with one UUID: the careful way
-            new = build_entries(known, confirmed_at)
-            return new, diff_entries(old, new)
-        before = get(uuid)
-        if before is None:
-            changes.append(TableChange(ChangeKind.ADDED, entry))
-            added += 1
-        elif not (before[0] is dom and before[4] is state and before[5] == memory
-                  and before[6] == max_mem and before[7] == vcpus):
-            changes.append(_updated(before, entry))
-    if len(new) - added != len(old):  # some of the old entries are not in the new scan
-        changes[:0] = [TableChange(ChangeKind.REMOVED, entry)
-                       for uuid, entry in old.items() if uuid not in new]
-    return new, changes
-
-
-def _preferred(entry: TableEntry[H], other: TableEntry[H]) -> bool:
-    live, other_live = entry.state not in _GONE_STATES, other.state not in _GONE_STATES
+def _preferred(seen: Seen, other: Seen) -> bool:
+    live, other_live = seen[2] not in _GONE_STATES, other[2] not in _GONE_STATES
     if live != other_live:
         return live
-    return entry.id > other.id
+    return seen[0] > other[0]
 
 
-def diff_entries(old: Mapping[uuidlib.UUID, TableEntry[H]],
-                 new: Mapping[uuidlib.UUID, TableEntry[H]]) -> list[TableChange[H]]:
-    """Return the changes from ``old`` to ``new``: removals first, then additions and updates
-    in ``new``'s order. cpu_time and confirmed_at alone are not a change."""
-    changes = [TableChange(ChangeKind.REMOVED, entry) for uuid, entry in old.items()
-               if uuid not in new]
-    for uuid, entry in new.items():
-        before = old.get(uuid)
+def diff_rows(old: Mapping[uuidlib.UUID, Row[H]], old_at: float,
+              new: Mapping[uuidlib.UUID, Row[H]], new_at: float, *,
+              moved: Container[int] | None = None,
+              touched: Sequence[uuidlib.UUID] | None = None,
+              old_entries: Mapping[uuidlib.UUID, TableEntry[H]] | None = None,
+              new_entries: dict[uuidlib.UUID, TableEntry[H]] | None = None,
+              ) -> list[TableChange[H]]:
+    """Return the changes from the rows ``old`` (confirmed at ``old_at``) to ``new``:
+    removals first, then additions and updates in ``new``'s order. cpu_time and
+    confirmed_at alone are not a change.
+
+    ``moved``, when given, holds the ids of every domain of ``new`` whose record may differ
+    from the last scan in more than its CPU time (the event source's diff knows them): only
+    those rows are compared, with the same result as comparing all. ``touched``, when given,
+    holds every UUID whose row is not the very row of ``old`` (``new`` is ``old`` but for
+    those): only they are looked at. ``old_entries`` are
+    entries already made of ``old`` (reused as the changes' ``previous``); the entries made of
+    ``new`` for the changes are stored into ``new_entries``.
+    """
+    changes: list[TableChange[H]] = []
+    added = 0
+    get = old.get
+    if touched is not None:
+        touched = list(dict.fromkeys(touched))
+        candidates: Iterable[tuple[uuidlib.UUID, Row[H]]] = [
+            (uuid, new[uuid]) for uuid in touched if uuid in new]
+    elif moved is not None:
+        candidates = [(uuid, row) for uuid, row in new.items() if row[1][0] in moved]
+    else:
+        candidates = new.items()
+    for uuid, row in candidates:
+        before = get(uuid)
         if before is None:
-            changes.append(TableChange(ChangeKind.ADDED, entry))
-        elif before[:8] != entry[:8]:  # domain, id, name, uuid, state, memory, max_mem, vcpus
-            changes.append(_updated(before, entry))
+            changes.append(TableChange(ChangeKind.ADDED, _made(uuid, row, new_at, new_entries)))
+            added += 1
+            continue
+        was, seen = before[1], row[1]
+        if (before[0] is row[0] and was[0] == seen[0] and was[2] is seen[2]
+                and was[4] == seen[4] and was[5] == seen[5] and was[6] == seen[6]):
+            continue
+        previous = _made(uuid, before, old_at, None, old_entries)
+        changes.append(_updated(previous, _made(uuid, row, new_at, new_entries)))
+    if len(new) - added != len(old):  # some of the old rows are not in the new scan
+        gone = [(uuid, old[uuid]) for uuid in touched if uuid in old and uuid not in new
+                ] if touched is not None else [
+                (uuid, row) for uuid, row in old.items() if uuid not in new]
+        changes[:0] = [TableChange(ChangeKind.REMOVED, _made(uuid, row, old_at, None, old_entries))
+                       for uuid, row in gone]
     return changes
+
+
+def _made(uuid: uuidlib.UUID, row: Row[H], confirmed_at: float,
+          store: dict[uuidlib.UUID, TableEntry[H]] | None,
+          made: Mapping[uuidlib.UUID, TableEntry[H]] | None = None) -> TableEntry[H]:
+    entry = made.get(uuid) if made is not None else None
+    if entry is None:
+        entry = entry_of(row, confirmed_at)
+        if store is not None:
+            store[uuid] = entry
+    return entry
 
 
 def _updated(before: TableEntry[H], entry: TableEntry[H]) -> TableChange[H]:
@@ -186,7 +223,7 @@ class ChangeFeed(Generic[H]):
         self._wakeup = asyncio.Event()
         self._error: BaseException | None = None
         self.overflows = 0
-        self.snapshot: dict[uuidlib.UUID, TableEntry[H]] = dict(table._entries)
+        self.snapshot: dict[uuidlib.UUID, TableEntry[H]] = dict(table._all_entries())
         """The table when this feed started: the first change read follows it."""
 
     def _put(self, changes: list[TableChange[H]]) -> None:
@@ -256,7 +293,14 @@ class DomainTable(Generic[H]):
         self._source = source
         self.interval = interval
         self._queue_size = queue_size
-        self._entries: dict[uuidlib.UUID, TableEntry[H]] = {}
+        # The last scan's rows, and the entries made of them so far: an entry is made when it is
+        # first read (or reported), so a scan of thousands of domains nobody reads costs no
+        # entry at all. Each scan replaces both dicts; neither is changed in place after, but
+        # for entries added to the second.
+        self._rows: dict[uuidlib.UUID, Row[H]] = {}
+        self._made: dict[uuidlib.UUID, TableEntry[H]] = {}
+        self._complete = True  # every row has its entry in _made
+        self._shared = False  # some domains of the last full scan shared a UUID
         # name / id -> UUID, rebuilt only when a domain comes, goes, or changes id or name
         self._by_name: dict[str, uuidlib.UUID] = {}
         self._by_id: dict[int, uuidlib.UUID] = {}
@@ -273,34 +317,52 @@ class DomainTable(Generic[H]):
     # -- reads, no I/O --------------------------------------------------------------------------
 
     def __getitem__(self, uuid: uuidlib.UUID) -> TableEntry[H]:
-        return self._entries[uuid]
+        entry = self.get(uuid)
+        if entry is None:
+            raise KeyError(uuid)
+        return entry
 
     def get(self, uuid: uuidlib.UUID) -> TableEntry[H] | None:
         """Return the entry of ``uuid``, or None."""
-        return self._entries.get(uuid)
+        entry = self._made.get(uuid)
+        if entry is None:
+            row = self._rows.get(uuid)
+            if row is None:
+                return None
+            entry = self._made[uuid] = entry_of(row, self.confirmed_at)
+        return entry
 
     def __contains__(self, uuid: object) -> bool:
-        return uuid in self._entries
+        return uuid in self._rows
 
     def by_name(self, name: str) -> TableEntry[H] | None:
         """Return the entry of the domain named ``name``, or None."""
         uuid = self._by_name.get(name)
-        return None if uuid is None else self._entries.get(uuid)
+        return None if uuid is None else self.get(uuid)
 
     def by_id(self, domid: int) -> TableEntry[H] | None:
         """Return the entry of the domain whose id is ``domid`` now, or None."""
         uuid = self._by_id.get(domid)
-        return None if uuid is None else self._entries.get(uuid)
+        return None if uuid is None else self.get(uuid)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._rows)
 
     def __iter__(self) -> Iterator[uuidlib.UUID]:
-        return iter(self._entries)
+        return iter(self._rows)
 
     def values(self) -> ValuesView[TableEntry[H]]:
         """Return a view of every entry."""
-        return self._entries.values()
+        return self._all_entries().values()
+
+    def _all_entries(self) -> dict[uuidlib.UUID, TableEntry[H]]:
+        """Return every entry (made now for the rows nobody read yet), in the rows' order."""
+        if not self._complete:
+            made, at = self._made, self.confirmed_at
+            self._made = {uuid: made.get(uuid) or entry_of(row, at)
+                          for uuid, row in self._rows.items()}
+            self._complete = True
+        return self._made
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -336,15 +398,38 @@ class DomainTable(Generic[H]):
 
     # -- fed by the source --------------------------------------------------------------------
 
-    def _scanned(self, known: Sequence[tuple[H, Seen]], confirmed_at: float) -> None:
-        entries, changes = refresh_entries(self._entries, known, confirmed_at)
+    def _scanned(self, scan: ScanView[H], confirmed_at: float,
+                 moved: Collection[int] | None = None, partial: bool = False) -> None:
+        """Apply one scan (see :class:`~aiovirt.events.source.ScanListener`)."""
+        changes: list[TableChange[H]] = []
+        made: dict[uuidlib.UUID, TableEntry[H]] = {}
+        quick = None
+        if (partial and moved is not None and self._filled and not self._shared
+                and confirmed_at == self.confirmed_at):
+            quick = self._partial_rows(scan, moved)
+        if quick is not None:  # a quick step: only the rows it read again are looked at
+            rows, touched = quick
+            made = dict(self._made)
+            for uuid in touched:
+                made.pop(uuid, None)
+            changes = diff_rows(self._rows, self.confirmed_at, rows, confirmed_at,
+                                touched=touched, old_entries=self._made, new_entries=made)
+        else:
+            known = list(scan.known())
+            rows = index_rows(known)
+            shared, self._shared = self._shared, len(rows) != len(known)
+            if shared or self._shared:
+                moved = None  # two domains shared a UUID: which one is the row may have changed
+            if self._filled:
+                changes = diff_rows(self._rows, self.confirmed_at, rows, confirmed_at,
+                                    moved=moved, old_entries=self._made, new_entries=made)
         if not self._filled:
-            changes = []  # the first fill is the starting point, not news
-        if not self._filled or any(c.kind is not ChangeKind.UPDATED or "id" in c.fields
-                                   or "name" in c.fields for c in changes):
-            self._by_name = {e.name: e.uuid for e in entries.values()}
-            self._by_id = {e.id: e.uuid for e in entries.values()}
-        self._entries = entries
+            self._by_name = {row[0].name: uuid for uuid, row in rows.items()}
+            self._by_id = {row[1][0]: uuid for uuid, row in rows.items()}
+        elif changes:
+            self._reindex(rows, changes)
+        self._rows, self._made = rows, made
+        self._complete = len(made) == len(rows)
         self._filled = True
         self.refreshes += 1
         self.confirmed_at = confirmed_at
@@ -353,6 +438,55 @@ class DomainTable(Generic[H]):
                 feed._put(changes)
         updated, self._updated = self._updated, asyncio.Event()
         updated.set()
+
+    def _partial_rows(self, scan: ScanView[H], moved: Collection[int],
+                      ) -> tuple[dict[uuidlib.UUID, Row[H]], list[uuidlib.UUID]] | None:
+        """Return the rows after a quick step that read only ``moved`` again, and the UUIDs
+        whose row it replaced or removed; None if a moved domain shares its UUID with another
+        (the careful way, :func:`index_rows`, decides which is the row)."""
+        rows = dict(self._rows)
+        touched: list[uuidlib.UUID] = []
+        by_id = self._by_id
+        for domid in moved:
+            uuid = by_id.get(domid)
+            if uuid is not None and (row := rows.get(uuid)) is not None and row[1][0] == domid:
+                del rows[uuid]
+                touched.append(uuid)
+        for domid in sorted(moved):
+            row = scan.row(domid)
+            if row is None:
+                continue
+            uuid = row[0].uuid
+            if uuid in rows:
+                return None
+            rows[uuid] = row
+            touched.append(uuid)
+        return rows, touched
+
+    def _reindex(self, rows: Mapping[uuidlib.UUID, Row[H]], changes: list[TableChange[H]],
+                 ) -> None:
+        """Bring the name and id indexes up to ``rows`` after ``changes``."""
+        by_name, by_id = self._by_name, self._by_id
+        for change in changes:  # first forget what went or moved away ...
+            old = change.entry if change.kind is ChangeKind.REMOVED else change.previous
+            if old is None or (change.kind is ChangeKind.UPDATED
+                               and not change.fields & {"id", "name"}):
+                continue
+            if by_name.get(old.name) == old.uuid:
+                del by_name[old.name]
+            if by_id.get(old.id) == old.uuid:
+                del by_id[old.id]
+        for change in changes:  # ... then learn what came or moved there
+            entry = change.entry
+            if change.kind is ChangeKind.REMOVED or entry is None:
+                continue
+            other = by_name.get(entry.name)
+            if other is not None and other != entry.uuid and other in rows:
+                # two domains of one name (a dying one and its successor): as a rebuild does
+                self._by_name = {row[0].name: uuid for uuid, row in rows.items()}
+            else:
+                by_name[entry.name] = entry.uuid
+            by_id[entry.id] = entry.uuid
 
     def _fail(self, exc: BaseException | None) -> None:
         self._open = False

@@ -155,33 +155,55 @@ def test_known_lists_the_domains_of_the_last_scan_with_their_handles() -> None:
 
 # -- the table's entries: pure functions of the scans ----------------------------------------
 
-def test_table_entries_follow_scans_keyed_by_uuid() -> None:
+def test_table_rows_follow_scans_keyed_by_uuid() -> None:
     from aiovirt.domain import Domain
-    from aiovirt.events.table import ChangeKind, build_entries, diff_entries, refresh_entries
+    from aiovirt.events.table import ChangeKind, diff_rows, entry_of, index_rows
 
     def dom(domid: int, u: uuid.UUID, name: str) -> Domain:
         return Domain(None, name, domid, u)  # type: ignore[arg-type]
 
+    def step(old: dict, old_at: float, known: list, at: float, moved: set[int]) -> tuple:
+        """Diff with the source's hint and without it: the hint never changes the answer."""
+        new = index_rows(known)
+        changes = diff_rows(old, old_at, new, at)
+        assert diff_rows(old, old_at, new, at, moved=moved) == changes
+        return new, changes
+
     a, b, b2 = dom(1, U1, "a"), dom(2, U2, "b"), dom(7, U2, "b")
     first = [(a, seen(1, U1)), (b, seen(2, U2))]
-    entries, changes = refresh_entries({}, first, 1.0)
+    rows, changes = step({}, 0.0, first, 1.0, {1, 2})
     assert [c.kind for c in changes] == [ChangeKind.ADDED, ChangeKind.ADDED]
-    # b restarts under id 7, a's memory changes, cpu_time moves: one entry per UUID still
+    assert [c.entry for c in changes] == [entry_of(r, 1.0) for r in first]
+    # b restarts under id 7, a's memory changes, cpu_time moves: one row per UUID still
     second = [(a, seen(1, U1, memory=1024)._replace(cpu_time=5)), (b2, seen(7, U2))]
-    new, changes = refresh_entries(entries, second, 2.0)
-    assert new == build_entries(second, 2.0)
-    assert changes == diff_entries(entries, new)
+    new, changes = step(rows, 1.0, second, 2.0, {1, 7})
     assert [(c.kind, c.entry.name if c.entry else None, set(c.fields)) for c in changes] == [
         (ChangeKind.UPDATED, "a", {"memory"}), (ChangeKind.UPDATED, "b", {"id"})]
-    assert new[U2].id == 7 and new[U2].domain is b2 and new[U1].confirmed_at == 2.0
-    # only cpu_time moved: confirmed again, no change reported
+    assert changes[1].previous == entry_of(first[1], 1.0)
+    assert new[U2][1].domid == 7 and new[U2][0] is b2
+    assert entry_of(new[U1], 2.0).confirmed_at == 2.0 and entry_of(new[U1], 2.0).cpu_time == 5
+    # only cpu_time moved: no change reported, with or without the hint
     third = [(a, seen(1, U1, memory=1024)._replace(cpu_time=9)), (b2, seen(7, U2))]
-    again, changes = refresh_entries(new, third, 3.0)
-    assert changes == [] and again[U1].cpu_time == 9 and again[U1].confirmed_at == 3.0
-    # a goes; a dying b and its successor share a UUID: the live one is the entry
+    again, changes = step(new, 2.0, third, 3.0, set())
+    assert changes == [] and again[U1][1].cpu_time == 9
+    # a goes; a dying b and its successor share a UUID: the live one is the row
     dying = dom(8, U2, "b")
     fourth = [(b2, seen(7, U2, DomainState.SHUTDOWN)), (dying, seen(8, U2))]
-    last, changes = refresh_entries(again, fourth, 4.0)
-    assert last == build_entries(fourth, 4.0) and changes == diff_entries(again, last)
+    last = index_rows(fourth)
+    changes = diff_rows(again, 3.0, last, 4.0)
     assert [c.kind for c in changes] == [ChangeKind.REMOVED, ChangeKind.UPDATED]
-    assert last[U2].id == 8 and len(last) == 1
+    assert last[U2][1].domid == 8 and len(last) == 1
+    assert changes[0].entry == entry_of(third[0], 3.0)
+
+
+def test_table_diff_reuses_entries_already_made() -> None:
+    from aiovirt.domain import Domain
+    from aiovirt.events.table import diff_rows, entry_of, index_rows
+
+    a = Domain(None, "a", 1, U1)  # type: ignore[arg-type]
+    old = index_rows([(a, seen(1, U1))])
+    made = {U1: entry_of(old[U1], 1.0)}
+    new = index_rows([(a, seen(1, U1, DomainState.PAUSED))])
+    store: dict = {}
+    (change,) = diff_rows(old, 1.0, new, 2.0, old_entries=made, new_entries=store)
+    assert change.previous is made[U1] and store[U1] is change.entry

@@ -225,7 +225,7 @@ async def test_a_reader_that_stops_reading_is_cut_off_with_an_overflow_marker(
         marker = stalled.get_nowait()
         assert marker is not None and marker.kind is ChangeKind.OVERFLOW and stalled.overflows == 1
         # ... and the table as it is now is the reader's new starting point
-        restart = dict(table._entries)
+        restart = {e.uuid: e for e in table.values()}
         await conn.create_linux(CREATE_XML.format(name="later"))
         await table.wait_for(lambda t: t.by_name("later") is not None, timeout=2)
         change = await asyncio.wait_for(anext(stalled), 2)
