@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic
+from typing import Generic, NamedTuple
 
 from aiovirt.events.diff import Seen
 from aiovirt.events.kinds import H
@@ -22,20 +22,28 @@ from aiovirt.protocol.states import (
     state_from_flags,
 )
 
-__all__ = ["NodeReader", "RecordReader", "seen_from_record"]
+__all__ = ["NodeReader", "RecordReader", "Scan", "seen_from_record"]
+
+
+class Scan(NamedTuple):
+    """One listing of a node: every domain's record, and beside them their CPU times."""
+
+    seen: list[Seen]
+    cpu: dict[int, int]
+    """domid -> CPU time in ns."""
 
 
 @dataclass(frozen=True)
 class NodeReader(Generic[H]):
     """What the source needs from a connection: a scan, lookups, and the socket to watch."""
 
-    scan: Callable[[], Awaitable[list[Seen]]]
+    scan: Callable[[], Awaitable[Scan]]
     lookup: Callable[[int], Awaitable[H]]
     xenstore_path: str | None
     exists: Callable[[str], Awaitable[bool]] | None = None
-    probe: Callable[[int], Awaitable[Seen | None]] | None = None
-    """One domain's record now (None: no such domain), for the watch-driven quick step; None
-    when the backend has no per-domain call (every watch firing then rescans the node)."""
+    probe: Callable[[int], Awaitable[tuple[Seen, int] | None]] | None = None
+    """One domain's record and CPU time now (None: no such domain), for the watch-driven quick
+    step; None when the backend has no per-domain call (every watch firing then rescans)."""
 
 
 def seen_from_record(rec: DomainInfoRecord) -> Seen:
@@ -44,8 +52,7 @@ def seen_from_record(rec: DomainInfoRecord) -> Seen:
     if rec.flags & DOMINF_SHUTDOWN:
         code = (rec.flags >> DOMINF_SHUTDOWN_SHIFT) & DOMINF_SHUTDOWN_MASK
     return Seen(rec.domid, uuidlib.UUID(bytes=bytes(rec.handle)), state_from_flags(rec.flags),
-                code, rec.tot_pages * PAGE_KIB, rec.max_pages * PAGE_KIB, rec.nr_online_vcpus,
-                rec.cpu_time)
+                code, rec.tot_pages * PAGE_KIB, rec.max_pages * PAGE_KIB, rec.nr_online_vcpus)
 
 
 _new_seen = tuple.__new__
@@ -57,32 +64,35 @@ _FLAGS_MAX = 4096
 class RecordReader:
     """Turns hypervisor records into :class:`Seen` records, scan after scan, cheaply.
 
-    The same answers as :func:`seen_from_record`, with the UUID of each handle and the state
-    of each flag word remembered, so that the unchanged domains of a 5,000-domain scan cost a
-    tuple each. The UUIDs are the same objects from scan to scan, which makes comparing two
-    scans an identity check.
+    The same answers as :func:`seen_from_record`, with the UUID of each handle, the state of
+    each flag word and the last record of each domain remembered: a domain whose record did
+    not change (its CPU time aside) is given the very ``Seen`` of the last scan, so a scan of
+    5,000 unchanged domains allocates none, and comparing two scans is an identity check.
     """
 
     def __init__(self) -> None:
         self._uuids: dict[bytes, uuidlib.UUID] = {}
         self._flags: dict[int, tuple[DomainState, int | None]] = {}
+        self._last: dict[int, Seen] = {}
 
-    def read_one(self, record: DomainInfoRecord) -> Seen:
-        """Return the scan record of one domain (a probe), the UUID shared with the scans."""
-        return self.read([record], forget=False)[0]
+    def read_one(self, record: DomainInfoRecord) -> tuple[Seen, int]:
+        """Return the scan record and CPU time of one domain (a probe)."""
+        scan = self.read([record], partial=True)
+        return scan.seen[0], scan.cpu[record[0]]
 
-    def read(self, records: list[DomainInfoRecord], *, forget: bool = True) -> list[Seen]:
-        """Return the scan records of ``records``."""
-        uuids, flag_states = self._uuids, self._flags
-        if forget and len(uuids) > 4 * len(records) + 1024:
+    def read(self, records: list[DomainInfoRecord], *, partial: bool = False) -> Scan:
+        """Return the scan of ``records`` (all the node's, unless ``partial``)."""
+        uuids, flag_states, last = self._uuids, self._flags, self._last
+        if not partial and len(uuids) > 4 * len(records) + 1024:
             uuids.clear()  # forget the handles of domains long gone
         out = []
-        for rec in records:
-            handle = rec.handle
+        cpu = {}
+        now: dict[int, Seen] = {}
+        for domid, flags, tot_pages, max_pages, _, cpu_ns, vcpus, _, _, handle in records:
+            cpu[domid] = cpu_ns
             uuid = uuids.get(handle)
             if uuid is None:
                 uuid = uuids[handle] = uuidlib.UUID(bytes=bytes(handle))
-            flags = rec.flags
             decoded = flag_states.get(flags)
             if decoded is None:
                 code = None
@@ -91,9 +101,17 @@ class RecordReader:
                 decoded = (state_from_flags(flags), code)
                 if len(flag_states) < _FLAGS_MAX:
                     flag_states[flags] = decoded
-            out.append(_new_seen(Seen, (
-                rec.domid, uuid, decoded[0], decoded[1], rec.tot_pages * PAGE_KIB,
-                rec.max_pages * PAGE_KIB, rec.nr_online_vcpus, rec.cpu_time)))
-        return out
-
-
+            memory, max_mem = tot_pages * PAGE_KIB, max_pages * PAGE_KIB
+            seen = last.get(domid)
+            if seen is None or not (seen[1] is uuid and seen[2] is decoded[0]
+                                    and seen[4] == memory and seen[5] == max_mem
+                                    and seen[6] == vcpus and seen[3] == decoded[1]):
+                seen = _new_seen(Seen, (domid, uuid, decoded[0], decoded[1], memory, max_mem,
+                                        vcpus))
+            now[domid] = seen
+            out.append(seen)
+        if partial:
+            last.update(now)
+        else:
+            self._last = now  # the domains gone are forgotten
+        return Scan(out, cpu)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiovirt.backends.xenstore import WatchEvent, XenStoreClient
@@ -57,12 +57,12 @@ class ScanListener(Protocol):
 
     interval: float
 
-    def _scanned(self, scan: ScanView[Any], confirmed_at: float,
-                 moved: Collection[int] | None = None, partial: bool = False) -> None:
-        """Take one scan (read it before returning: it changes with the next). ``moved``, if
-        given, holds the ids whose record may differ from the last scan's in more than CPU
-        time (domains that came, went or changed); with ``partial``, the others are the very
-        records of the last scan (a quick step read only ``moved``)."""
+    def _scanned(self, scan: ScanView[Any], cpu: Mapping[int, int], confirmed_at: float,
+                 moved: Collection[int] | None = None) -> None:
+        """Take one scan (read it before returning: it changes with the next) and its CPU
+        times (domid -> ns; never changed after). ``moved``, if given, holds every id whose
+        record may differ from the last scan's (domains that came, went or changed): every
+        other domain is as it was, but for its CPU time."""
 
     def _fail(self, exc: BaseException | None) -> None: ...
 
@@ -99,6 +99,7 @@ class _Run(Generic[H]):
         self.idle = False
         self.stopping = False
         self.confirmed_at = 0.0  # time.time() of the last scan
+        self.cpu: dict[int, int] = {}  # the CPU times of the last scan (replaced, not changed)
         # Why the next scan is due: True if only domains coming or going (a quick step may
         # do); False once anything asks for a full listing (a reconnect, a poll, a memory
         # target, a release that named no gone domain).
@@ -179,7 +180,7 @@ class EventSource(Generic[H]):
         run = self._run
         if run is not None and run.ready.is_set():
             # joins a running source: starts from its last scan, and every later scan follows
-            listener._scanned(run.diff, run.confirmed_at)
+            listener._scanned(run.diff, run.cpu, run.confirmed_at)
 
     async def unsubscribe(self, consumer: EventConsumer | ScanListener) -> None:
         """Remove a consumer; after the last one, stop watching and release the watches."""
@@ -362,17 +363,18 @@ class EventSource(Generic[H]):
     async def _baseline(self, run: _Run[H]) -> None:
         confirmed_at = time.time()
         scan = await run.reader.scan()
-        run.diff.baseline(scan, await self._lookups(run, [s.domid for s in scan]))
+        run.diff.baseline(scan.seen, await self._lookups(run, [s.domid for s in scan.seen]))
         self.scans += 1
+        run.cpu = scan.cpu
         self._tell_listeners(run, confirmed_at)
 
     async def _scan(self, run: _Run[H]) -> None:
         confirmed_at = time.time()  # what the scan reads is at least this fresh
         run.releases = run.introduces = 0  # this listing answers every firing so far
         run.named = set()
-        current = {seen.domid: seen for seen in await run.reader.scan()}
+        scan = await run.reader.scan()
         self.scans += 1
-        await self._judge(run, current, confirmed_at)
+        await self._judge(run, {seen.domid: seen for seen in scan.seen}, scan.cpu, confirmed_at)
 
     async def _quick_scan(self, run: _Run[H]) -> bool:
         """Follow domains coming and going without scanning the node: first read the record
@@ -390,7 +392,8 @@ class EventSource(Generic[H]):
         settling = run.diff.unsettled()
         named, run.named = run.named, set()
         probed: set[int] = set()
-        counted = await self._probe_into(run, current, named | settling, settling, probed)
+        cpu = dict(run.cpu)
+        counted = await self._probe_into(run, current, cpu, named | settling, settling, probed)
         if counted is None:
             return False
         came, went = counted
@@ -404,7 +407,7 @@ class EventSource(Generic[H]):
             moved = (listed ^ current.keys()) - probed
             if run.releases > went and not moved:
                 return False
-            counted = await self._probe_into(run, current, moved, settling, probed)
+            counted = await self._probe_into(run, current, cpu, moved, settling, probed)
             if counted is None:
                 return False
             went += counted[1]
@@ -417,12 +420,14 @@ class EventSource(Generic[H]):
             return True  # nothing was named, and every firing was explained already
         self.quick_steps += 1
         # the unchanged domains were not read again: the last full scan's time stands
-        await self._judge(run, current, run.confirmed_at, probed)
+        await self._judge(run, current, cpu, run.confirmed_at, probed)
         return True
 
-    async def _probe_into(self, run: _Run[H], current: dict[int, Seen], ids: set[int],
-                          settling: set[int], probed: set[int]) -> tuple[int, int] | None:
-        """Read the record of each of ``ids`` not ``probed`` yet into ``current``; return how
+    async def _probe_into(self, run: _Run[H], current: dict[int, Seen], cpu: dict[int, int],
+                          ids: set[int], settling: set[int], probed: set[int],
+                          ) -> tuple[int, int] | None:
+        """Read the record of each of ``ids`` not ``probed`` yet into ``current`` (and its CPU
+        time into ``cpu``); return how
         many domains came and how many went or shut down (the firings they explain), or None
         if a read failed."""
         probe = run.reader.probe
@@ -431,7 +436,7 @@ class EventSource(Generic[H]):
         if not wanted:
             return 0, 0
 
-        async def probe_quietly(domid: int) -> Seen | VirtError | None:
+        async def probe_quietly(domid: int) -> tuple[Seen, int] | VirtError | None:
             try:
                 return await probe(domid)
             except VirtError as err:
@@ -439,17 +444,19 @@ class EventSource(Generic[H]):
 
         found = await asyncio.gather(*(probe_quietly(d) for d in wanted))
         came = went = 0
-        for domid, seen in zip(wanted, found, strict=True):
-            if isinstance(seen, VirtError):
-                log.debug("event source: probe of domain %d failed: %s", domid, seen)
+        for domid, answer in zip(wanted, found, strict=True):
+            if isinstance(answer, VirtError):
+                log.debug("event source: probe of domain %d failed: %s", domid, answer)
                 return None
             probed.add(domid)
             before = current.get(domid)
-            if seen is None:
+            if answer is None:
+                cpu.pop(domid, None)
                 if before is not None:
                     del current[domid]
                     went += 1
                 continue
+            seen, cpu[domid] = answer
             if before is None:
                 came += domid not in settling  # a settling domain was counted when it came
             elif before.uuid != seen.uuid:
@@ -460,10 +467,10 @@ class EventSource(Generic[H]):
             current[domid] = seen
         return came, went
 
-    async def _judge(self, run: _Run[H], current: dict[int, Seen], confirmed_at: float,
-                     only: set[int] | None = None) -> None:
-        """Judge a scan (``only``: the ids a quick step read again; the other records of
-        ``current`` are the last scan's own)."""
+    async def _judge(self, run: _Run[H], current: dict[int, Seen], cpu: dict[int, int],
+                     confirmed_at: float, only: set[int] | None = None) -> None:
+        """Judge a scan and its CPU times (``only``: the ids a quick step read again; the
+        other records of ``current`` are the last scan's own)."""
         plan = run.diff.plan(current, only)
         handles = await self._lookups(run, plan.lookups) if plan.lookups else {}
         kept = await self._vm_records_kept(run, plan.vm_checks) if plan.vm_checks else set()
@@ -474,15 +481,16 @@ class EventSource(Generic[H]):
                 event = DomainEvent(change.handle, change.kind, change.detail, stamp)
                 for stream in self._streams:
                     stream._put(event)
-        self._tell_listeners(run, confirmed_at, step.moved, only is not None)
+        run.cpu = cpu
+        self._tell_listeners(run, confirmed_at, step.moved)
         if step.recheck and (run.recheck is None or run.recheck.cancelled()):
             run.recheck = asyncio.get_running_loop().call_later(_RECHECK_DELAY, _rekick, run)
 
     def _tell_listeners(self, run: _Run[H], confirmed_at: float,
-                        moved: Collection[int] | None = None, partial: bool = False) -> None:
+                        moved: Collection[int] | None = None) -> None:
         run.confirmed_at = confirmed_at
         for listener in list(self._listeners):
-            listener._scanned(run.diff, confirmed_at, moved, partial)
+            listener._scanned(run.diff, run.cpu, confirmed_at, moved)
 
     async def _vm_records_kept(self, run: _Run[H], uuids: Iterable[Any]) -> set[Any]:
         exists = run.reader.exists

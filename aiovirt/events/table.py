@@ -1,13 +1,15 @@
 """The live domain table: every domain of a node in memory, kept current, read with no I/O.
 
 ``async with conn.domain_table() as table:`` opens it. The table listens to the connection's
-event source: each scan the source makes (on every xenstore watch firing, after a reconnect,
-and every ``interval`` seconds) hands it the whole domain list as ``(handle, seen)`` rows
-(:func:`index_rows` keys them by UUID) and the ids of the domains whose record may have moved
-in more than CPU time; :func:`diff_rows` turns the old rows and the new into the
-:class:`TableChange[H]` list. Both are pure functions of their inputs. An immutable
-:class:`TableEntry[H]` is made of a row when it is first read or reported, so keeping thousands of
-domains current costs a dict of rows per scan and nothing per domain nobody looks at. So:
+event source: each scan the source makes (every ``interval`` seconds, after a reconnect, and a
+quick step on each xenstore watch firing that names a domain coming or going) hands it the
+domains as ``(handle, seen)`` rows (:func:`index_rows` keys them by UUID), their CPU times
+beside them, and the ids of the domains that may have moved (came, went, or changed in more
+than CPU time). The table copies its rows and replaces only those; :func:`diff_rows` turns the
+old and the new :class:`Snapshot[H]` into the :class:`TableChange[H]` list. Both are pure
+functions of their inputs. An immutable :class:`TableEntry[H]` is made of a row when it is
+first read or reported, so keeping 5,000 unchanged domains current costs a copy of a dict per
+scan and nothing per domain nobody looks at. So:
 
 * the first fill and the changes are one stream: the table starts from a scan the source made
   after its watches were registered, and every later scan is diffed against the table as it is;
@@ -45,8 +47,8 @@ if TYPE_CHECKING:
     from aiovirt.events.diff import Seen
     from aiovirt.events.source import EventSource, ScanView
 
-__all__ = ["DEFAULT_CHANGES_QUEUE", "ChangeFeed", "ChangeKind", "DomainTable", "Row", "TableChange",
-           "TableEntry", "diff_rows", "entry_of", "index_rows"]
+__all__ = ["DEFAULT_CHANGES_QUEUE", "ChangeFeed", "ChangeKind", "DomainTable", "Row", "Snapshot",
+           "TableChange", "TableEntry", "diff_rows", "entry_of", "index_rows"]
 
 DEFAULT_CHANGES_QUEUE = 4096
 # The fields whose change is reported; cpu_time and confirmed_at move on every scan.
@@ -105,11 +107,24 @@ only when someone reads it (see :func:`entry_of`)."""
 _new_entry = tuple.__new__
 
 
-def entry_of(row: Row[H], confirmed_at: float) -> TableEntry[H]:
-    """Return the entry of ``row`` as confirmed at ``confirmed_at``."""
+def entry_of(row: Row[H], cpu_time: int, confirmed_at: float) -> TableEntry[H]:
+    """Return the entry of ``row`` with its CPU time, as confirmed at ``confirmed_at``."""
     dom, seen = row
     return _new_entry(TableEntry, (dom, seen[0], dom.name, dom.uuid, seen[2], seen[4], seen[5],
-                                   seen[6], seen[7], confirmed_at))
+                                   seen[6], cpu_time, confirmed_at))
+
+
+class Snapshot(NamedTuple, Generic[H]):
+    """One scan as the table keeps it: the rows by UUID, the CPU times by domid, and when the
+    scan confirmed them."""
+
+    rows: Mapping[uuidlib.UUID, Row[H]]
+    cpu: Mapping[int, int]
+    at: float
+
+    def entry(self, row: Row[H]) -> TableEntry[H]:
+        """Return the entry of ``row``, one of this scan's."""
+        return entry_of(row, self.cpu.get(row[1][0], 0), self.at)
 
 
 def index_rows(known: Sequence[Row[H]]) -> dict[uuidlib.UUID, Row[H]]:
@@ -137,25 +152,25 @@ def _preferred(seen: Seen, other: Seen) -> bool:
     return seen[0] > other[0]
 
 
-def diff_rows(old: Mapping[uuidlib.UUID, Row[H]], old_at: float,
-              new: Mapping[uuidlib.UUID, Row[H]], new_at: float, *,
+def diff_rows(old_scan: Snapshot[H], new_scan: Snapshot[H], *,
               moved: Container[int] | None = None,
               touched: Sequence[uuidlib.UUID] | None = None,
               old_entries: Mapping[uuidlib.UUID, TableEntry[H]] | None = None,
               new_entries: dict[uuidlib.UUID, TableEntry[H]] | None = None,
               ) -> list[TableChange[H]]:
-    """Return the changes from the rows ``old`` (confirmed at ``old_at``) to ``new``:
-    removals first, then additions and updates in ``new``'s order. cpu_time and
-    confirmed_at alone are not a change.
+    """Return the changes from the rows of ``old_scan`` to those of ``new_scan``: removals
+    first, then additions and updates in the new rows' order. cpu_time and confirmed_at alone
+    are not a change.
 
-    ``moved``, when given, holds the ids of every domain of ``new`` whose record may differ
-    from the last scan in more than its CPU time (the event source's diff knows them): only
-    those rows are compared, with the same result as comparing all. ``touched``, when given,
-    holds every UUID whose row is not the very row of ``old`` (``new`` is ``old`` but for
-    those): only they are looked at. ``old_entries`` are
-    entries already made of ``old`` (reused as the changes' ``previous``); the entries made of
-    ``new`` for the changes are stored into ``new_entries``.
+    ``moved``, when given, holds the ids of every domain of the new scan whose record may
+    differ from the old (the event source's diff knows them): only those rows are compared,
+    with the same result as comparing all. ``touched``, when given, holds every UUID whose row
+    is not the very row of the old scan (the new rows are the old but for those): only they
+    are looked at. ``old_entries`` are entries already made of the old scan (reused as the
+    changes' ``previous``); the entries made of the new one for the changes are stored into
+    ``new_entries``.
     """
+    old, new = old_scan.rows, new_scan.rows
     changes: list[TableChange[H]] = []
     added = 0
     get = old.get
@@ -170,30 +185,31 @@ def diff_rows(old: Mapping[uuidlib.UUID, Row[H]], old_at: float,
     for uuid, row in candidates:
         before = get(uuid)
         if before is None:
-            changes.append(TableChange(ChangeKind.ADDED, _made(uuid, row, new_at, new_entries)))
+            changes.append(TableChange(ChangeKind.ADDED, _made(uuid, row, new_scan, new_entries)))
             added += 1
             continue
         was, seen = before[1], row[1]
         if (before[0] is row[0] and was[0] == seen[0] and was[2] is seen[2]
                 and was[4] == seen[4] and was[5] == seen[5] and was[6] == seen[6]):
             continue
-        previous = _made(uuid, before, old_at, None, old_entries)
-        changes.append(_updated(previous, _made(uuid, row, new_at, new_entries)))
+        previous = _made(uuid, before, old_scan, None, old_entries)
+        changes.append(_updated(previous, _made(uuid, row, new_scan, new_entries)))
     if len(new) - added != len(old):  # some of the old rows are not in the new scan
         gone = [(uuid, old[uuid]) for uuid in touched if uuid in old and uuid not in new
                 ] if touched is not None else [
                 (uuid, row) for uuid, row in old.items() if uuid not in new]
-        changes[:0] = [TableChange(ChangeKind.REMOVED, _made(uuid, row, old_at, None, old_entries))
+        changes[:0] = [TableChange(ChangeKind.REMOVED,
+                                   _made(uuid, row, old_scan, None, old_entries))
                        for uuid, row in gone]
     return changes
 
 
-def _made(uuid: uuidlib.UUID, row: Row[H], confirmed_at: float,
+def _made(uuid: uuidlib.UUID, row: Row[H], scan: Snapshot[H],
           store: dict[uuidlib.UUID, TableEntry[H]] | None,
           made: Mapping[uuidlib.UUID, TableEntry[H]] | None = None) -> TableEntry[H]:
     entry = made.get(uuid) if made is not None else None
     if entry is None:
-        entry = entry_of(row, confirmed_at)
+        entry = scan.entry(row)
         if store is not None:
             store[uuid] = entry
     return entry
@@ -298,6 +314,7 @@ class DomainTable(Generic[H]):
         # entry at all. Each scan replaces both dicts; neither is changed in place after, but
         # for entries added to the second.
         self._rows: dict[uuidlib.UUID, Row[H]] = {}
+        self._cpu: Mapping[int, int] = {}  # domid -> CPU time (ns) of the last scan
         self._made: dict[uuidlib.UUID, TableEntry[H]] = {}
         self._complete = True  # every row has its entry in _made
         self._shared = False  # some domains of the last full scan shared a UUID
@@ -329,7 +346,8 @@ class DomainTable(Generic[H]):
             row = self._rows.get(uuid)
             if row is None:
                 return None
-            entry = self._made[uuid] = entry_of(row, self.confirmed_at)
+            entry = self._made[uuid] = entry_of(row, self._cpu.get(row[1][0], 0),
+                                                self.confirmed_at)
         return entry
 
     def __contains__(self, uuid: object) -> bool:
@@ -358,11 +376,14 @@ class DomainTable(Generic[H]):
     def _all_entries(self) -> dict[uuidlib.UUID, TableEntry[H]]:
         """Return every entry (made now for the rows nobody read yet), in the rows' order."""
         if not self._complete:
-            made, at = self._made, self.confirmed_at
-            self._made = {uuid: made.get(uuid) or entry_of(row, at)
+            made, scan = self._made, self._snapshot()
+            self._made = {uuid: made.get(uuid) or scan.entry(row)
                           for uuid, row in self._rows.items()}
             self._complete = True
         return self._made
+
+    def _snapshot(self) -> Snapshot[H]:
+        return Snapshot(self._rows, self._cpu, self.confirmed_at)
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -398,22 +419,23 @@ class DomainTable(Generic[H]):
 
     # -- fed by the source --------------------------------------------------------------------
 
-    def _scanned(self, scan: ScanView[H], confirmed_at: float,
-                 moved: Collection[int] | None = None, partial: bool = False) -> None:
+    def _scanned(self, scan: ScanView[H], cpu: Mapping[int, int], confirmed_at: float,
+                 moved: Collection[int] | None = None) -> None:
         """Apply one scan (see :class:`~aiovirt.events.source.ScanListener`)."""
+        old = self._snapshot()
         changes: list[TableChange[H]] = []
         made: dict[uuidlib.UUID, TableEntry[H]] = {}
         quick = None
-        if (partial and moved is not None and self._filled and not self._shared
-                and confirmed_at == self.confirmed_at):
+        if moved is not None and self._filled and not self._shared:
             quick = self._partial_rows(scan, moved)
-        if quick is not None:  # a quick step: only the rows it read again are looked at
+        if quick is not None:  # only the rows of the moved domains are looked at
             rows, touched = quick
-            made = dict(self._made)
-            for uuid in touched:
-                made.pop(uuid, None)
-            changes = diff_rows(self._rows, self.confirmed_at, rows, confirmed_at,
-                                touched=touched, old_entries=self._made, new_entries=made)
+            if cpu is self._cpu and confirmed_at == self.confirmed_at:
+                made = dict(self._made)  # the other entries stand as they are
+                for uuid in touched:
+                    made.pop(uuid, None)
+            changes = diff_rows(old, Snapshot(rows, cpu, confirmed_at), touched=touched,
+                                old_entries=self._made, new_entries=made)
         else:
             known = list(scan.known())
             rows = index_rows(known)
@@ -421,14 +443,14 @@ class DomainTable(Generic[H]):
             if shared or self._shared:
                 moved = None  # two domains shared a UUID: which one is the row may have changed
             if self._filled:
-                changes = diff_rows(self._rows, self.confirmed_at, rows, confirmed_at,
-                                    moved=moved, old_entries=self._made, new_entries=made)
+                changes = diff_rows(old, Snapshot(rows, cpu, confirmed_at), moved=moved,
+                                    old_entries=self._made, new_entries=made)
         if not self._filled:
             self._by_name = {row[0].name: uuid for uuid, row in rows.items()}
             self._by_id = {row[1][0]: uuid for uuid, row in rows.items()}
         elif changes:
             self._reindex(rows, changes)
-        self._rows, self._made = rows, made
+        self._rows, self._cpu, self._made = rows, cpu, made
         self._complete = len(made) == len(rows)
         self._filled = True
         self.refreshes += 1
@@ -441,9 +463,10 @@ class DomainTable(Generic[H]):
 
     def _partial_rows(self, scan: ScanView[H], moved: Collection[int],
                       ) -> tuple[dict[uuidlib.UUID, Row[H]], list[uuidlib.UUID]] | None:
-        """Return the rows after a quick step that read only ``moved`` again, and the UUIDs
-        whose row it replaced or removed; None if a moved domain shares its UUID with another
-        (the careful way, :func:`index_rows`, decides which is the row)."""
+        """Return the rows after a scan in which only the domains ``moved`` may have changed
+        (but for their CPU time), and the UUIDs whose row was replaced or removed; None if a
+        moved domain shares its UUID with another (the careful way, :func:`index_rows`,
+        decides which is the row)."""
         rows = dict(self._rows)
         touched: list[uuidlib.UUID] = []
         by_id = self._by_id

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from aiovirt.events.diff import Seen
-from aiovirt.events.reading import NodeReader, RecordReader
+from aiovirt.events.reading import NodeReader, RecordReader, Scan
 from aiovirt.protocol.states import DomainState, ShutdownReason
 from aiovirt.routing.table import HYPERVISOR, XEND, XENSTORE, Route
 from aiovirt.routing.xend import info_from_xend, read_domain_sxpr
@@ -42,17 +42,18 @@ def node_reader(conn: Any) -> NodeReader[Any]:
     if first == HYPERVISOR and hv is not None:
         records = RecordReader()
 
-        async def scan_hypervisor() -> list[Seen]:
+        async def scan_hypervisor() -> Scan:
             return records.read(await hv.list_domains())
 
-        async def probe_hypervisor(domid: int) -> Seen | None:
+        async def probe_hypervisor(domid: int) -> tuple[Seen, int] | None:
             rec = await hv.domain_info(domid)
             return None if rec is None else records.read_one(rec)
 
         return NodeReader(scan_hypervisor, lookup, conn.xenstore_path, exists, probe_hypervisor)
     if first == XEND and xend is not None:
-        async def scan_xend() -> list[Seen]:
+        async def scan_xend() -> Scan:
             seen = []
+            cpu = {}
             for sx in await xend.list_domains_detail():
                 rec = read_domain_sxpr(sx)
                 if rec.domid is None:
@@ -65,15 +66,18 @@ def node_reader(conn: Any) -> NodeReader[Any]:
                     if info.state is DomainState.CRASHED:
                         code = int(ShutdownReason.CRASH)
                 seen.append(Seen(rec.domid, rec.uuid, info.state, code, info.memory,
-                                 info.max_mem, info.nr_virt_cpu, info.cpu_time))
-            return seen
+                                 info.max_mem, info.nr_virt_cpu))
+                cpu[rec.domid] = info.cpu_time
+            return Scan(seen, cpu)
 
         return NodeReader(scan_xend, lookup, conn.xenstore_path, exists)
 
-    async def scan_store() -> list[Seen]:
+    async def scan_store() -> Scan:
         domains = await conn.list_domains()
         infos = await asyncio.gather(*(d.info() for d in domains), return_exceptions=True)
-        return [Seen(d.id, d.uuid, i.state, None, i.memory, i.max_mem, i.nr_virt_cpu, i.cpu_time)
-                for d, i in zip(domains, infos, strict=True) if not isinstance(i, BaseException)]
+        found = [(d, i) for d, i in zip(domains, infos, strict=True)
+                 if not isinstance(i, BaseException)]
+        return Scan([Seen(d.id, d.uuid, i.state, None, i.memory, i.max_mem, i.nr_virt_cpu)
+                     for d, i in found], {d.id: i.cpu_time for d, i in found})
 
     return NodeReader(scan_store, lookup, conn.xenstore_path, exists)

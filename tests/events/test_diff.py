@@ -157,53 +157,53 @@ def test_known_lists_the_domains_of_the_last_scan_with_their_handles() -> None:
 
 def test_table_rows_follow_scans_keyed_by_uuid() -> None:
     from aiovirt.domain import Domain
-    from aiovirt.events.table import ChangeKind, diff_rows, entry_of, index_rows
+    from aiovirt.events.table import ChangeKind, Snapshot, diff_rows, index_rows
 
     def dom(domid: int, u: uuid.UUID, name: str) -> Domain:
         return Domain(None, name, domid, u)  # type: ignore[arg-type]
 
-    def step(old: dict, old_at: float, known: list, at: float, moved: set[int]) -> tuple:
+    def step(old: Snapshot, known: list, cpu: dict, at: float, moved: set[int]) -> tuple:
         """Diff with the source's hint and without it: the hint never changes the answer."""
-        new = index_rows(known)
-        changes = diff_rows(old, old_at, new, at)
-        assert diff_rows(old, old_at, new, at, moved=moved) == changes
+        new = Snapshot(index_rows(known), cpu, at)
+        changes = diff_rows(old, new)
+        assert diff_rows(old, new, moved=moved) == changes
         return new, changes
 
     a, b, b2 = dom(1, U1, "a"), dom(2, U2, "b"), dom(7, U2, "b")
     first = [(a, seen(1, U1)), (b, seen(2, U2))]
-    rows, changes = step({}, 0.0, first, 1.0, {1, 2})
+    scan, changes = step(Snapshot({}, {}, 0.0), first, {1: 10, 2: 20}, 1.0, {1, 2})
     assert [c.kind for c in changes] == [ChangeKind.ADDED, ChangeKind.ADDED]
-    assert [c.entry for c in changes] == [entry_of(r, 1.0) for r in first]
-    # b restarts under id 7, a's memory changes, cpu_time moves: one row per UUID still
-    second = [(a, seen(1, U1, memory=1024)._replace(cpu_time=5)), (b2, seen(7, U2))]
-    new, changes = step(rows, 1.0, second, 2.0, {1, 7})
+    assert [(c.entry.id, c.entry.cpu_time, c.entry.confirmed_at) for c in changes] == [
+        (1, 10, 1.0), (2, 20, 1.0)]
+    # b restarts under id 7, a's memory changes, CPU times move: one row per UUID still
+    second = [(a, seen(1, U1, memory=1024)), (b2, seen(7, U2))]
+    new, changes = step(scan, second, {1: 15, 7: 0}, 2.0, {1, 2, 7})
     assert [(c.kind, c.entry.name if c.entry else None, set(c.fields)) for c in changes] == [
         (ChangeKind.UPDATED, "a", {"memory"}), (ChangeKind.UPDATED, "b", {"id"})]
-    assert changes[1].previous == entry_of(first[1], 1.0)
-    assert new[U2][1].domid == 7 and new[U2][0] is b2
-    assert entry_of(new[U1], 2.0).confirmed_at == 2.0 and entry_of(new[U1], 2.0).cpu_time == 5
-    # only cpu_time moved: no change reported, with or without the hint
-    third = [(a, seen(1, U1, memory=1024)._replace(cpu_time=9)), (b2, seen(7, U2))]
-    again, changes = step(new, 2.0, third, 3.0, set())
-    assert changes == [] and again[U1][1].cpu_time == 9
+    assert changes[1].previous == scan.entry(first[1])
+    assert new.rows[U2][1].domid == 7 and new.rows[U2][0] is b2
+    assert new.entry(new.rows[U1])[-2:] == (15, 2.0)  # cpu_time, confirmed_at
+    # only CPU times moved: no change reported, with or without the hint
+    again, changes = step(new, second, {1: 25, 7: 3}, 3.0, set())
+    assert changes == [] and again.entry(again.rows[U1]).cpu_time == 25
     # a goes; a dying b and its successor share a UUID: the live one is the row
     dying = dom(8, U2, "b")
     fourth = [(b2, seen(7, U2, DomainState.SHUTDOWN)), (dying, seen(8, U2))]
-    last = index_rows(fourth)
-    changes = diff_rows(again, 3.0, last, 4.0)
+    last = Snapshot(index_rows(fourth), {7: 3, 8: 0}, 4.0)
+    changes = diff_rows(again, last)
     assert [c.kind for c in changes] == [ChangeKind.REMOVED, ChangeKind.UPDATED]
-    assert last[U2][1].domid == 8 and len(last) == 1
-    assert changes[0].entry == entry_of(third[0], 3.0)
+    assert last.rows[U2][1].domid == 8 and len(last.rows) == 1
+    assert changes[0].entry == again.entry(second[0])
 
 
 def test_table_diff_reuses_entries_already_made() -> None:
     from aiovirt.domain import Domain
-    from aiovirt.events.table import diff_rows, entry_of, index_rows
+    from aiovirt.events.table import Snapshot, diff_rows, index_rows
 
     a = Domain(None, "a", 1, U1)  # type: ignore[arg-type]
-    old = index_rows([(a, seen(1, U1))])
-    made = {U1: entry_of(old[U1], 1.0)}
-    new = index_rows([(a, seen(1, U1, DomainState.PAUSED))])
+    old = Snapshot(index_rows([(a, seen(1, U1))]), {1: 5}, 1.0)
+    made = {U1: old.entry(old.rows[U1])}
+    new = Snapshot(index_rows([(a, seen(1, U1, DomainState.PAUSED))]), {1: 5}, 2.0)
     store: dict = {}
-    (change,) = diff_rows(old, 1.0, new, 2.0, old_entries=made, new_entries=store)
+    (change,) = diff_rows(old, new, old_entries=made, new_entries=store)
     assert change.previous is made[U1] and store[U1] is change.entry
