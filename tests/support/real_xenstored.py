@@ -175,6 +175,13 @@ def _wait_for_socket(path: str, proc: subprocess.Popen[bytes], log: Path) -> Non
         time.sleep(0.005)  # process start-up: there is no event to wait on
 
 
+def _built_stub(missing: str | None) -> Path:
+    """Return the built stub; raise RuntimeError when ``missing`` says why the daemon cannot run."""
+    if missing is not None:
+        raise RuntimeError(missing)
+    return _stub_cache[cache_dir()]
+
+
 @contextlib.contextmanager
 def _listening(args: list[str], env: dict[str, str], cwd: Path, sock: str,
                log: Path) -> Iterator[None]:
@@ -202,10 +209,7 @@ def real_xenstored(directory: str | os.PathLike[str], *, trace: bool = True,
     When ``directory`` is too long for a unix socket path, a short directory under /tmp is
     used for the socket and removed afterwards.
     """
-    reason = real_xenstored_available()
-    if reason is not None:
-        raise RuntimeError(reason)
-    stub = _stub_cache[cache_dir()]
+    stub = _built_stub(real_xenstored_available())
     workdir = Path(directory)
     workdir.mkdir(parents=True, exist_ok=True)
     short_dir: str | None = None
@@ -264,10 +268,7 @@ def real_oxenstored(directory: str | os.PathLike[str]) -> Iterator[str]:
     Its log and configuration are kept in ``directory``; it is killed with SIGKILL at exit.
     ``directory`` must be short enough for a unix socket path.
     """
-    reason = real_oxenstored_available()
-    if reason is not None:
-        raise RuntimeError(reason)
-    stub = _stub_cache[cache_dir()]
+    stub = _built_stub(real_oxenstored_available())
     rundir = Path(directory)
     rundir.mkdir(parents=True, exist_ok=True)
     sock = str(rundir / "socket")
