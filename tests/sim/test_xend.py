@@ -342,6 +342,18 @@ async def _answered_within(node: SimNode, tcp: bool, seconds: float) -> bool:
         writer.close()
 
 
+async def _answered_beside_a_kept_alive_one(node: SimNode, tcp: bool, seconds: float) -> bool:
+    """Return :func:`_answered_within` while another connection, kept alive after one
+    request, stays open and idle."""
+    reader, writer = await _open(node, tcp)
+    try:
+        writer.write(build_request("GET", "/xend/domain", headers=KEEP))
+        assert await asyncio.wait_for(read_reply(reader), 5) is not None
+        return await _answered_within(node, tcp, seconds)
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
 async def test_serial_xend_serves_no_one_else_while_a_connection_is_kept_alive(
         node: SimNode, tcp: bool) -> None:
@@ -364,13 +376,7 @@ async def test_serial_xend_serves_no_one_else_while_a_connection_is_kept_alive(
 @pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
 async def test_threaded_xend_serves_others_beside_a_kept_alive_connection(
         threaded_node: SimNode, tcp: bool) -> None:
-    reader, writer = await _open(threaded_node, tcp)
-    try:
-        writer.write(build_request("GET", "/xend/domain", headers=KEEP))
-        assert await asyncio.wait_for(read_reply(reader), 5) is not None
-        assert await _answered_within(threaded_node, tcp, 5)
-    finally:
-        writer.close()
+    assert await _answered_beside_a_kept_alive_one(threaded_node, tcp, 5)
 
 
 async def test_connection_is_closed_after_the_reply_unless_keep_alive_was_asked(
@@ -413,25 +419,14 @@ async def test_each_version_serves_and_describes_itself_as_it_did(
     async with SimNode(short_dir, domains=1, error_style=style) as sim:
         info = parse((await http(sim, "GET", "/xend/node")).body)
         assert lookup(info, "node/xend_config_format") == config_format
-        reader, writer = await asyncio.open_unix_connection(sim.xend_unix_path)
-        try:
-            writer.write(build_request("GET", "/xend/domain", headers=KEEP))
-            assert await asyncio.wait_for(read_reply(reader), 5) is not None
-            assert await _answered_within(sim, False, 0.5) == (serving == "threaded")
-        finally:
-            writer.close()
+        assert await _answered_beside_a_kept_alive_one(sim, False, 0.5) == (
+            serving == "threaded")
 
 
 async def test_serving_can_be_chosen_apart_from_the_version(short_dir: Path) -> None:
     async with SimNode(short_dir, domains=1, error_style="3.0.3",
                        xend_serving="threaded") as sim:
-        reader, writer = await asyncio.open_unix_connection(sim.xend_unix_path)
-        try:
-            writer.write(build_request("GET", "/xend/domain", headers=KEEP))
-            assert await asyncio.wait_for(read_reply(reader), 5) is not None
-            assert await _answered_within(sim, False, 5)
-        finally:
-            writer.close()
+        assert await _answered_beside_a_kept_alive_one(sim, False, 5)
     with pytest.raises(ValueError, match="serving must be one of"):
         async with SimNode(short_dir, domains=1, xend_serving="forked"):
             pass
