@@ -10,6 +10,7 @@ import aiovirt
 from aiovirt import ErrorNumber, VirtError
 from aiovirt.sim.node import SimNode
 from tests.api.conftest import guests, uri_for
+from tests.support.cancellation import cancelled_after
 
 
 def _xend_uri(node: SimNode, **extra: str) -> str:
@@ -93,11 +94,7 @@ async def test_cancellation_at_every_point_leaves_the_connection_usable(
     async with aiovirt.open(uri_for(node, **ROUTES[route])) as conn:
         dom = await conn.lookup_by_name(guests(node)[0].name)
         for steps in range(8):
-            task = asyncio.create_task(dom.info())
-            for _ in range(steps):
-                await asyncio.sleep(0)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancelled_after(steps, dom.info())
         assert (await dom.info()).memory == guests(node)[0].current_kib
         assert await conn.num_of_domains() == len(node.domains)
 

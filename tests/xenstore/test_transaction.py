@@ -10,6 +10,7 @@ import aiovirt.xenstore as xenstore
 from aiovirt.errors import ErrorNumber, VirtError
 from aiovirt.protocol.xs_wire import XsOp
 from aiovirt.xenstore import XenStoreClient, XenStoreError, XenStoreTransaction
+from tests.support.cancellation import cancelled_after
 from tests.xenstore.conftest import Daemon
 
 
@@ -158,15 +159,8 @@ async def test_cancelled_start_ends_the_transaction_the_daemon_opened(
 
     link._enqueue = spy  # type: ignore[method-assign,assignment]
     for delay in range(4):
-        task = asyncio.create_task(xs.transaction().start())
-        for _ in range(delay):
-            await asyncio.sleep(0)
-        task.cancel()
-        try:
-            t = await task
-        except asyncio.CancelledError:
-            pass
-        else:
+        t = await cancelled_after(delay, xs.transaction().start())
+        if t is not None:
             await t.abort()
     await xs.read("/")  # a round trip: the orphan ENDs went out before it
     await xs.read("/")
