@@ -2,13 +2,13 @@
 
 prometheus_client's ``generate_latest`` writes a registry's families one after the other, each
 one's text depending on that family alone; so the text of a scrape is the text of its families
-in order, and a family whose series are exactly those of the previous scrape (same names,
-labels and values) has exactly the text it had then. :class:`ScrapeText` keeps each family's
-last series and text, and has ``generate_latest`` write only the families that changed: on a
-node where most domains' memory, vCPUs and state stand still between scrapes, those families
-cost a comparison instead of prometheus_client's formatting (some 10 µs per series). Every
-byte still comes from ``generate_latest``; the output is what one call over all the families
-would give.
+in order, and a family whose series are exactly those of the previous scrape (equal labels and
+values; none of ours is ever -0.0, which equals 0.0 but is written otherwise) has exactly the
+text it had then. :class:`ScrapeText` keeps each family's last label dicts, values and text,
+and has ``generate_latest`` write only the families that changed: on a node where most
+domains' memory, vCPUs and state stand still between scrapes, those families cost a
+comparison instead of prometheus_client's formatting (some 10 µs per series). Every byte still
+comes from ``generate_latest``; the output is what one call over all the families would give.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from collections.abc import Iterable
 
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
 
-from aiovirt.exporter.metrics import FamilyBuilder, NodeSample
+from aiovirt.exporter.metrics import Family, FamilyBuilder, NodeSample
 
 __all__ = ["ScrapeText"]
 
@@ -44,7 +43,7 @@ class ScrapeText:
     def __init__(self) -> None:
         """Start with nothing cached."""
         self._builder = FamilyBuilder()
-        self._last: dict[str, tuple[list[Sample], bytes]] = {}
+        self._last: dict[str, tuple[Family, bytes]] = {}
         self._lock = threading.Lock()
         self.families_written = 0  # how many families generate_latest wrote (the cache's measure)
         self.families_reused = 0
@@ -52,19 +51,20 @@ class ScrapeText:
     def render(self, samples: Iterable[NodeSample]) -> bytes:
         """Return the text exposition of one scrape's samples."""
         with self._lock:
-            metrics = self._builder.families(samples)
-            last: dict[str, tuple[list[Sample], bytes]] = self._last
-            now: dict[str, tuple[list[Sample], bytes]] = {}
+            last = self._last
+            now: dict[str, tuple[Family, bytes]] = {}
             parts = []
-            for metric in metrics:
-                old = last.get(metric.name)
-                if old is not None and old[0] == metric.samples:
+            for family in self._builder.columns(samples):
+                old = last.get(family.name)
+                # the same label dicts (kept by the builder) in the same order, equal values
+                if (old is not None and old[0].values == family.values
+                        and old[0].labels == family.labels):
                     text = old[1]
                     self.families_reused += 1
                 else:
-                    text = generate_latest(_Families([metric]))
+                    text = generate_latest(_Families([family.metric()]))
                     self.families_written += 1
-                now[metric.name] = (metric.samples, text)
+                now[family.name] = (family, text)
                 parts.append(text)
             self._last = now
             return b"".join(parts)

@@ -13,20 +13,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
 from aiovirt.connection import NodeInfo
 from aiovirt.domain import DomainInfo
-from aiovirt.protocol.devstats import BlockStats, DeviceStats, InterfaceStats
+from aiovirt.protocol.devstats import DeviceStats, InterfaceStats
 
-__all__ = ["DomainSample", "FamilyBuilder", "NodeSample", "families"]
+__all__ = ["DomainSample", "Family", "FamilyBuilder", "NodeSample", "families"]
 
 DOMAIN_LABELS = ("node", "domain", "uuid")
 BLOCK_LABELS = (*DOMAIN_LABELS, "source_file", "target_device")
 INTERFACE_LABELS = (*DOMAIN_LABELS, "source_bridge", "target_device")
 
+# (name, help, type): the domain families, in the order of their values in the builder
+_DOMAIN = (
+    ("libvirt_domain_state_code", "State of the domain (libvirt's virDomainState number).",
+     "gauge"),
+    ("libvirt_domain_info_maximum_memory_bytes", "Maximum allowed memory of the domain, in "
+     "bytes.", "gauge"),
+    ("libvirt_domain_info_memory_usage_bytes", "Memory usage of the domain, in bytes.", "gauge"),
+    ("libvirt_domain_info_virtual_cpus", "Number of virtual CPUs for the domain.", "gauge"),
+    ("libvirt_domain_info_cpu_time_seconds", "Amount of CPU time used by the domain, in "
+     "seconds.", "counter"),
+)
 # (name, help, field of BlockStats)
 _BLOCK = (
     ("libvirt_domain_block_stats_read_bytes", "Number of bytes read from a block device, in "
@@ -82,155 +94,165 @@ class NodeSample:
     node_info: NodeInfo | None = None
 
 
-class FamilyBuilder:
-    """Builds each scrape's metric families, keeping every domain's series between scrapes.
+class Family(NamedTuple):
+    """One metric family of a scrape, as columns: its series' label dicts and values, in order.
 
-    The families are prometheus_client's own :class:`Metric` objects, filled with its
-    :class:`Sample` tuples directly rather than through ``add_metric`` (which zips the label
-    names with the values into a new dict for every series). A domain's label dicts are made
-    once, when it first appears, and shared by all its series; a domain whose info (or a
-    device whose counters) did not change since the previous scrape gives the same
-    :class:`Sample` objects again, so a quiet node's scrape allocates almost nothing (the
-    garbage collector's passes over a large heap cost more than the allocations themselves)
-    and unchanged families compare equal at once. A domain that is gone is forgotten at the
-    next scrape. The families, their samples and label dicts are read-only to the caller.
+    ``labels`` may be shared with other families of the same scrape (the domain families all
+    have one list of the domains' label dicts); both lists are read-only.
+    """
+
+    name: str  # the family's name (a counter's without ``_total``)
+    documentation: str
+    type: str  # "gauge" or "counter"
+    labelnames: tuple[str, ...]
+    labels: list[dict[str, str]]
+    values: list[float]
+
+    def metric(self) -> Metric:
+        """Return the family as prometheus_client's :class:`Metric`, one Sample a series."""
+        if self.type == "counter":
+            family: Metric = CounterMetricFamily(self.name, self.documentation,
+                                                 labels=self.labelnames)
+            name = family.name + "_total"  # as add_metric names a counter's series
+        else:
+            family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            name = family.name
+        family.samples = [Sample(name, labels, value)
+                          for labels, value in zip(self.labels, self.values, strict=True)]
+        return family
+
+
+class FamilyBuilder:
+    """Builds each scrape's metric families, keeping every domain's label dicts between scrapes.
+
+    A scrape's families are first :class:`Family` columns: the label dicts of the series, made
+    once when a domain (or one of its devices) first appears and shared by all its series in
+    this and later scrapes, and plain lists of float values. Only a family that is to be
+    written becomes prometheus_client's :class:`Metric` of :class:`Sample` tuples
+    (:meth:`Family.metric`), the same as ``add_metric`` gives; so a scrape whose families are
+    mostly unchanged neither makes nor keeps one Sample per series (on a large node the
+    garbage collector's passes over such a heap cost more than making them). A domain that
+    is gone is forgotten at the next scrape.
     """
 
     def __init__(self) -> None:
         """Start with no domain known."""
-        self._domains: dict[tuple[str, str, str], _DomainSeries] = {}
+        self._domains: dict[tuple[str, str, str], _DomainLabels] = {}
 
     def families(self, samples: Iterable[NodeSample]) -> list[Metric]:
         """Return the metric families of one scrape of every node."""
-        up = GaugeMetricFamily("libvirt_up", "Whether scraping libvirt's metrics was successful.",
-                               labels=("node",))
-        duration = GaugeMetricFamily("libvirt_scrape_duration_seconds",
-                                     "How long refreshing the node took, in seconds.",
-                                     labels=("node",))
-        count = GaugeMetricFamily("libvirt_domains_number", "Number of domains.",
-                                  labels=("node",))
-        memory = GaugeMetricFamily("libvirt_node_memory_bytes",
-                                   "Memory of the node, in bytes.", labels=("node",))
-        cpus = GaugeMetricFamily("libvirt_node_cpus", "Number of CPUs of the node.",
-                                 labels=("node",))
-        state = GaugeMetricFamily("libvirt_domain_state_code",
-                                  "State of the domain (libvirt's virDomainState number).",
-                                  labels=DOMAIN_LABELS)
-        max_mem = GaugeMetricFamily("libvirt_domain_info_maximum_memory_bytes",
-                                    "Maximum allowed memory of the domain, in bytes.",
-                                    labels=DOMAIN_LABELS)
-        mem = GaugeMetricFamily("libvirt_domain_info_memory_usage_bytes",
-                                "Memory usage of the domain, in bytes.", labels=DOMAIN_LABELS)
-        vcpus = GaugeMetricFamily("libvirt_domain_info_virtual_cpus",
-                                  "Number of virtual CPUs for the domain.", labels=DOMAIN_LABELS)
-        cpu = CounterMetricFamily("libvirt_domain_info_cpu_time_seconds",
-                                  "Amount of CPU time used by the domain, in seconds.",
-                                  labels=DOMAIN_LABELS)
-        block = [CounterMetricFamily(name, doc, labels=BLOCK_LABELS) for name, doc, _ in _BLOCK]
-        iface = [CounterMetricFamily(name, doc, labels=INTERFACE_LABELS)
-                 for name, doc, _ in _INTERFACE]
+        return [family.metric() for family in self.columns(samples)]
 
-        # The series' names as prometheus_client's add_metric would give them.
-        state_n, max_mem_n, mem_n, vcpus_n = state.name, max_mem.name, mem.name, vcpus.name
-        cpu_n = cpu.name + "_total"
-        block_adds = [f.samples.append for f in block]
-        block_names = [(f.name + "_total", BlockStats._fields.index(field))
-                       for f, (_, _, field) in zip(block, _BLOCK, strict=True)]
-        iface_adds = [f.samples.append for f in iface]
-        iface_names = [f.name + "_total" for f in iface]
-        assert tuple(field for _, _, field in _INTERFACE) == InterfaceStats._fields
-        info_adds = [state.samples.append, max_mem.samples.append, mem.samples.append,
-                     vcpus.samples.append, cpu.samples.append]
+    def columns(self, samples: Iterable[NodeSample]) -> list[Family]:
+        """Return the families of one scrape of every node, as columns, in exposition order."""
+        nodes: list[dict[str, str]] = []
+        up: list[float] = []
+        duration: list[float] = []
+        counted: list[dict[str, str]] = []
+        count: list[float] = []
+        sized: list[dict[str, str]] = []
+        memory: list[float] = []
+        cpus: list[float] = []
+        dom_labels: list[dict[str, str]] = []
+        dom_values: list[list[float]] = [[], [], [], [], []]
+        state, max_mem, mem, vcpus, cpu = (v.append for v in dom_values)
+        disk_labels: list[dict[str, str]] = []
+        disk_values: list[list[float]] = [[] for _ in _BLOCK]
+        rd_bytes, rd_req, wr_bytes, wr_req = (v.append for v in disk_values)
+        assert [f for _, _, f in _BLOCK] == ["rd_bytes", "rd_req", "wr_bytes", "wr_req"]
+        vif_labels: list[dict[str, str]] = []
+        vif_values: list[list[float]] = [[] for _ in _INTERFACE]
+        vif_adds = [v.append for v in vif_values]
+        assert tuple(f for _, _, f in _INTERFACE) == InterfaceStats._fields
 
-        known, seen = self._domains, {}
+        known: dict[tuple[str, str, str], _DomainLabels] = self._domains
+        seen: dict[tuple[str, str, str], _DomainLabels] = {}
         for sample in samples:
             node = sample.node
             node_labels = {"node": node}
-            up.samples.append(Sample(up.name, node_labels, 1.0 if sample.up else 0.0))
-            duration.samples.append(Sample(duration.name, node_labels, sample.duration))
+            nodes.append(node_labels)
+            up.append(1.0 if sample.up else 0.0)
+            duration.append(sample.duration)
             if not sample.up:
                 continue
-            count.samples.append(Sample(count.name, node_labels, float(len(sample.domains))))
+            counted.append(node_labels)
+            count.append(float(len(sample.domains)))
             if sample.node_info is not None:
-                memory.samples.append(Sample(memory.name, node_labels,
-                                             float(sample.node_info.memory) * 1024))
-                cpus.samples.append(Sample(cpus.name, node_labels,
-                                           float(sample.node_info.cpus)))
+                sized.append(node_labels)
+                memory.append(float(sample.node_info.memory) * 1024)
+                cpus.append(float(sample.node_info.cpus))
             for dom in sample.domains:
                 key = (node, dom.name, dom.uuid)
                 entry = known.get(key)
                 if entry is None:
-                    entry = _DomainSeries(*key)
+                    entry = _DomainLabels(*key)
                 seen[key] = entry
+                dom_labels.append(entry.labels)
                 info = dom.info
-                if info != entry.info:
-                    labels = entry.labels
-                    entry.info = info
-                    entry.samples = (Sample(state_n, labels, float(info.state)),
-                                     Sample(max_mem_n, labels, float(info.max_mem) * 1024),
-                                     Sample(mem_n, labels, float(info.memory) * 1024),
-                                     Sample(vcpus_n, labels, float(info.nr_virt_cpu)),
-                                     Sample(cpu_n, labels, info.cpu_time / 1e9))
-                for add, series in zip(info_adds, entry.samples, strict=True):
-                    add(series)
+                state(float(info.state))
+                max_mem(float(info.max_mem) * 1024)
+                mem(float(info.memory) * 1024)
+                vcpus(float(info.nr_virt_cpu))
+                cpu(info.cpu_time / 1e9)
                 devices = dom.devices
                 if devices is None:
                     continue
-                known_devices = entry.devices
+                device_labels = entry.devices
                 for target, stats in devices.block.items():
                     dev_key = (dom.disk_sources.get(target, ""), target)
-                    dev = known_devices.get(dev_key)
-                    if dev is None:
-                        dev = entry.device("source_file", dev_key)
-                    if stats != dev.stats:
-                        dev.stats = stats
-                        dev.samples = tuple(Sample(name, dev.labels, float(stats[index]))
-                                            for name, index in block_names)
-                    for add, series in zip(block_adds, dev.samples, strict=True):
-                        add(series)
+                    labels = device_labels.get(dev_key)
+                    if labels is None:
+                        labels = entry.device("source_file", dev_key)
+                    disk_labels.append(labels)
+                    rd_bytes(float(stats.rd_bytes))
+                    rd_req(float(stats.rd_req))
+                    wr_bytes(float(stats.wr_bytes))
+                    wr_req(float(stats.wr_req))
                 for vif, istats in devices.interfaces.items():
                     dev_key = (dom.bridges.get(vif, ""), vif)
-                    dev = known_devices.get(dev_key)
-                    if dev is None:
-                        dev = entry.device("source_bridge", dev_key)
-                    if istats != dev.stats:
-                        dev.stats = istats
-                        dev.samples = tuple(Sample(name, dev.labels, float(counter))
-                                            for name, counter in zip(iface_names, istats,
-                                                                     strict=True))
-                    for add, series in zip(iface_adds, dev.samples, strict=True):
-                        add(series)
+                    labels = device_labels.get(dev_key)
+                    if labels is None:
+                        labels = entry.device("source_bridge", dev_key)
+                    vif_labels.append(labels)
+                    for add, counter in zip(vif_adds, istats, strict=True):
+                        add(float(counter))
         self._domains = seen
-        return [up, duration, count, memory, cpus, state, max_mem, mem, vcpus, cpu, *block,
-                *iface]
+
+        node_only = ("node",)
+        return [
+            Family("libvirt_up", "Whether scraping libvirt's metrics was successful.", "gauge",
+                   node_only, nodes, up),
+            Family("libvirt_scrape_duration_seconds",
+                   "How long refreshing the node took, in seconds.", "gauge", node_only,
+                   nodes, duration),
+            Family("libvirt_domains_number", "Number of domains.", "gauge", node_only,
+                   counted, count),
+            Family("libvirt_node_memory_bytes", "Memory of the node, in bytes.", "gauge",
+                   node_only, sized, memory),
+            Family("libvirt_node_cpus", "Number of CPUs of the node.", "gauge", node_only,
+                   sized, cpus),
+            *(Family(name, doc, typ, DOMAIN_LABELS, dom_labels, values)
+              for (name, doc, typ), values in zip(_DOMAIN, dom_values, strict=True)),
+            *(Family(name, doc, "counter", BLOCK_LABELS, disk_labels, values)
+              for (name, doc, _), values in zip(_BLOCK, disk_values, strict=True)),
+            *(Family(name, doc, "counter", INTERFACE_LABELS, vif_labels, values)
+              for (name, doc, _), values in zip(_INTERFACE, vif_values, strict=True)),
+        ]
 
 
-class _DeviceSeries:
-    """One device's labels, and its series as of the counters last seen."""
+class _DomainLabels:
+    """One domain's label dicts: its own, and each of its devices' (by source and target)."""
 
-    __slots__ = ("labels", "samples", "stats")
-
-    def __init__(self, labels: dict[str, str]) -> None:
-        self.labels = labels
-        self.stats: tuple[int, ...] | None = None
-        self.samples: tuple[Sample, ...] = ()
-
-
-class _DomainSeries:
-    """One domain's labels and its series as of the info last seen, and its devices'."""
-
-    __slots__ = ("devices", "info", "labels", "samples")
+    __slots__ = ("devices", "labels")
 
     def __init__(self, node: str, domain: str, uuid: str) -> None:
         self.labels = {"node": node, "domain": domain, "uuid": uuid}
-        self.info: DomainInfo | None = None
-        self.samples: tuple[Sample, ...] = ()
-        self.devices: dict[tuple[str, str], _DeviceSeries] = {}
+        self.devices: dict[tuple[str, str], dict[str, str]] = {}
 
-    def device(self, source_label: str, key: tuple[str, str]) -> _DeviceSeries:
-        dev = _DeviceSeries({**self.labels, source_label: key[0], "target_device": key[1]})
-        self.devices[key] = dev
-        return dev
+    def device(self, source_label: str, key: tuple[str, str]) -> dict[str, str]:
+        labels = {**self.labels, source_label: key[0], "target_device": key[1]}
+        self.devices[key] = labels
+        return labels
 
 
 def families(samples: Iterable[NodeSample]) -> list[Metric]:
