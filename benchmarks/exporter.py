@@ -3,7 +3,8 @@
 A simulated node runs in a child process (``python -m aiovirt.sim``) whose statistics files
 are rewritten every second, as a live dom0's counters move (its writing is the child's CPU,
 not ours). Measured in the same run, medians of ``--rounds`` (after a warm-up scrape, which
-also learns the devices' sources):
+also learns the devices' sources); each round of the exporter's first waits past the node's
+next rewriting, as the 15 s between two of Prometheus's scrapes would:
 
 - baseline, ``per-domain calls``: what libvirt_exporter does, one ``info()`` plus one
   ``block_stats()`` and one ``interface_stats()`` call per domain (all gathered at once);
@@ -27,11 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from _harness import Row, measure, print_rows, sim_node
@@ -42,6 +44,8 @@ import aiovirt
 from aiovirt.exporter import Exporter, FamilyBuilder, NodeSample, NodeSource, render
 
 CPU_TARGET_MS = 100.0
+STATS_INTERVAL = 1.0  # seconds between the simulated node's rewritings of its files
+PACE = STATS_INTERVAL + 0.1
 
 
 class _GcClock:
@@ -75,15 +79,21 @@ async def per_domain(conn: aiovirt.Connection) -> None:
     await asyncio.gather(*(one(d) for d in await conn.list_domains()))
 
 
-async def per_scrape(label: str, domains: int, exporter: Exporter, rounds: int,
-                     work: Callable[[Any], object],
-                     prepare: Callable[[list[NodeSample]], Any] = lambda s: s) -> Row:
-    """Time ``work(prepare(samples))`` of each of ``rounds`` fresh scrapes: ``work`` alone."""
+async def paced(label: str, domains: int, rounds: int, work: Callable[[Any], object],
+                prepare: Callable[[], Awaitable[Any]] | None = None) -> Row:
+    """Time ``work(await prepare())`` (``work`` alone, awaited if it is a coroutine function).
+
+    Each round waits past the node's rewriting of its files first, as the 15 s between two
+    of Prometheus's scrapes would: every counter that moves has moved.
+    """
     walls, cpus = [], []
     for _ in range(rounds):
-        prepared = prepare(await exporter.scrape())
+        await asyncio.sleep(PACE)
+        args = () if prepare is None else (await prepare(),)
         c0, t0 = time.process_time(), time.perf_counter()
-        work(prepared)
+        result = work(*args)
+        if inspect.isawaitable(result):
+            await result
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     return Row(label, domains, statistics.median(walls), statistics.median(cpus), max(cpus))
@@ -106,17 +116,21 @@ async def bench(domains: int, uri: str, rounds: int) -> list[Row]:
         async with aiovirt.open(uri) as conn:
             baseline = await measure("per-domain calls", domains, lambda: per_domain(conn),
                                      max(1, rounds // 2))
+        await exporter.render()  # the first scrape learns the devices' sources
         with _GcClock() as collector:
-            scrape = await measure("scrape", domains, exporter.render, rounds)
-        scrape.note = f"gc passes {collector.seconds / (rounds + 1) * 1e3:.0f} ms a scrape"
-        refresh = await measure("  refresh", domains, exporter.scrape, rounds)
-        text = await per_scrape("  text", domains, exporter, rounds, exporter.text.render)
+            scrape = await paced("scrape", domains, rounds, exporter.render)
+        scrape.note = f"gc passes {collector.seconds / rounds * 1e3:.0f} ms a scrape"
+        refresh = await paced("  refresh", domains, rounds, exporter.scrape)
+        text = await paced("  text", domains, rounds, exporter.text.render, exporter.scrape)
         series = len([line for line in render(await exporter.scrape()).splitlines()
                       if not line.startswith(b"#")])
-        afresh = await per_scrape("text, nothing kept", domains, exporter, rounds, render)
+        afresh = await paced("text, nothing kept", domains, rounds, render, exporter.scrape)
         afresh.note = f"{series} series"
-        bare = await per_scrape("generate_latest", domains, exporter, rounds, generate_latest,
-                                _Families)
+
+        async def families() -> _Families:
+            return _Families(await exporter.scrape())
+
+        bare = await paced("generate_latest", domains, rounds, generate_latest, families)
         bare.note = f"{bare.cpu / series * 1e6:.1f} µs a series, its floor"
         return [baseline, scrape, refresh, text, afresh, bare]
     finally:
@@ -133,7 +147,7 @@ def main() -> int:
           f"{os.cpu_count()} CPUs)")
     status = 0
     for n in args.domains:
-        with sim_node(n, extra=("--device-stats", "--stats-interval", "1")) as ends:
+        with sim_node(n, extra=("--device-stats", "--stats-interval", str(STATS_INTERVAL))) as ends:
             rows = asyncio.run(bench(n, ends["uri"], args.rounds))
         print(f"{n} domains:")
         print_rows(rows, rows[0], heading="how", width=18)
