@@ -9,16 +9,17 @@ node's series go on.
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import pytest
@@ -32,12 +33,25 @@ pytestmark = pytest.mark.interop
 DEADLINE = 30.0  # seconds for anything Prometheus must have done
 
 
-def free_port() -> int:
-    """Return a loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+# Prometheus (its exporter-toolkit) names the address it bound, the port the system chose.
+LISTENING = re.compile(r'msg="Listening on" address=127\.0\.0\.1:(\d+)')
+
+
+def copy_log(stream: IO[str], log: Path, port: queue.Queue[int]) -> None:
+    """Copy Prometheus's output into ``log``; put the port it listens on into ``port``.
+
+    At the end of its output, puts 0: a Prometheus that exits before listening fails at once.
+    """
+    with log.open("a") as out:
+        try:
+            for line in stream:
+                out.write(line)
+                out.flush()
+                if m := LISTENING.search(line):
+                    port.put(int(m.group(1)))
+        except (OSError, ValueError):  # the pipe was closed under us at the end
+            pass
+    port.put(0)
 
 
 @dataclass
@@ -58,6 +72,7 @@ def stack(tmp_path: Path, short_dir: Path) -> Iterator[Setup]:
     sims: dict[str, subprocess.Popen[str]] = {}
     uris: dict[str, str] = {}
     procs: list[subprocess.Popen[str]] = []
+    copiers: list[threading.Thread] = []
     try:
         for n, name in enumerate(("n1", "n2")):
             directory = short_dir / name
@@ -75,7 +90,6 @@ def stack(tmp_path: Path, short_dir: Path) -> Iterator[Setup]:
         line = exporter.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
         assert m, (line, exporter.stderr.read() if exporter.stderr else "")
-        port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
@@ -83,16 +97,30 @@ def stack(tmp_path: Path, short_dir: Path) -> Iterator[Setup]:
             "scrape_configs:\n  - job_name: aiovirt\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{m.group(1)}']\n")
         log = tmp_path / "prometheus.log"
-        with log.open("w") as out:
-            prom = subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                stdout=out, stderr=subprocess.STDOUT, text=True)
+        log.touch()
+        prom = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             "--web.listen-address=127.0.0.1:0", "--log.level=info"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(prom)
+        assert prom.stdout is not None
+        found: queue.Queue[int] = queue.Queue()
+        copier = threading.Thread(target=copy_log, args=(prom.stdout, log, found),
+                                  name="prometheus log", daemon=True)
+        copier.start()
+        copiers.append(copier)
+        try:
+            port = found.get(timeout=DEADLINE)
+        except queue.Empty:
+            port = 0
+        if not port:
+            pytest.fail(f"Prometheus never said where it listens; its log:\n{log.read_text()}")
         yield Setup(uris, sims, exporter, f"http://127.0.0.1:{port}", log)
     finally:
         for proc in reversed(procs):
             stop_process(proc)
+        for copier in copiers:
+            copier.join(10)
 
 
 class Prom:
