@@ -12,6 +12,8 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable
 
+from aiovirt.errors import VirtError
+from aiovirt.protocol import devstats
 from aiovirt.protocol.sexpr import SExpr, SexprError, dumps, parse_all
 from aiovirt.sim.domain import SimDomain, Vbd, Vif
 from aiovirt.sim.errors import SimError
@@ -43,23 +45,15 @@ def py_int(text: object) -> int:
 
 
 def blkdev_number(dev: str) -> int:
-    """Return the Linux device number xend uses as a vbd's devid (``sda1`` -> 2049)."""
-    if dev.isdigit():
-        return int(dev)
-    m = re.fullmatch(r"(sd|hd|xvd)([a-z])(\d*)", dev)
-    if m is None:
-        raise SimError(f"Invalid vbd device name: {dev}")
-    kind, letter, part = m.group(1), ord(m.group(2)) - ord("a"), int(m.group(3) or 0)
-    if kind == "sd":
-        major, minor = 8, letter * 16 + part
-    elif kind == "xvd":
-        major, minor = 202, letter * 16 + part
-    else:
-        majors = (3, 3, 22, 22, 33, 33, 34, 34, 56, 56, 57, 57, 88, 88, 89, 89)
-        if letter >= len(majors):
-            raise SimError(f"Invalid vbd device name: {dev}")
-        major, minor = majors[letter], (letter % 2) * 64 + part
-    return major * 256 + minor
+    """Return the Linux device number xend uses as a vbd's devid (``sda1`` -> 2049).
+
+    The numbering is :func:`aiovirt.protocol.devstats.blkdev_number`'s, the one the block
+    backends' statistics directories are named by; a name it refuses is xend's error.
+    """
+    try:
+        return devstats.blkdev_number(dev)
+    except VirtError:
+        raise SimError(f"Invalid vbd device name: {dev}") from None
 
 
 def child(expr: list[SExpr], key: str) -> list[SExpr] | None:

@@ -145,6 +145,18 @@ async def test_create_leaves_domain_paused_then_unpause_runs_it(node: SimNode) -
     assert (await view(node, 4))["hv_state"] == DomainState.BLOCKED
 
 
+async def test_a_disk_is_numbered_as_linux_numbers_it_in_the_store_and_the_statistics(
+        node: SimNode) -> None:
+    # sdq is the 17th SCSI disk: major 65, not 8 (the numbers the block backends use)
+    dom = node.create("(vm (name big) (memory 64) (image (linux (kernel /k))) "
+                      "(device (vbd (uname phy:/dev/vg/big) (dev sdq1) (mode w))))")
+    front = f"/local/domain/{dom.domid}/device/vbd/16641"
+    assert node.db.read(f"{front}/virtual-device") == b"16641"
+    assert node.devstats is not None
+    await node.devstats.refresh()
+    assert (node.devstats.devices_dir / f"vbd-{dom.domid}-16641" / "statistics").is_dir()
+
+
 @pytest.mark.parametrize(("config", "message"), [
     ("(vm (name vm1) (memory 64) (image (linux (kernel /k))))",
      "Error creating domain: VM name 'vm1' already in use by domain 1"),
