@@ -27,7 +27,7 @@ import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from aiovirt.backends.hypervisor import Hypervisor
 from aiovirt.backends.xend import XendClient
@@ -49,6 +49,9 @@ from aiovirt.routing.table import BACKENDS, DEVSTATS, HYPERVISOR, XEND, XENSTORE
 from aiovirt.routing.xend import XendRoutes
 from aiovirt.routing.xenstore import XenStoreRoutes
 from aiovirt.uri import ConnectionURI, parse_uri
+
+if TYPE_CHECKING:  # lxml is imported by the calls that speak XML only
+    from aiovirt.protocol.domxml import DomainConfig
 
 __all__ = ["Connection", "Domain", "DomainInfo", "NodeInfo", "OpeningConnection", "open",
            "open_read_only"]
@@ -467,6 +470,19 @@ class Connection:
         without another hypervisor call; a domain that has gone is left out.
         """
         return await self._router.device_stats(self._wanted(domains))
+
+    @reporting
+    async def domain_configs(
+        self, domains: Iterable[Domain] | None = None,
+    ) -> list[tuple[Domain, DomainConfig]]:
+        """Return ``(domain, description)`` for ``domains`` (default: every running one).
+
+        The bulk, parsed form of :meth:`Domain.xml_desc`: one detailed list from xend for
+        all of them, each as the :class:`~aiovirt.protocol.domxml.DomainConfig` its XML
+        describes (disks with their sources and targets, interfaces with their bridges and
+        backend names). A domain that has gone is left out.
+        """
+        return await self._router.domain_configs(self._wanted(domains))
 
     @reporting
     async def lookup_by_name(self, name: str) -> Domain:

@@ -3,7 +3,8 @@
 A scrape of a node costs a constant number of calls, never one per domain: the bulk
 ``conn.domain_infos()`` (one coalesced hypercall), the bulk ``conn.device_stats()`` (one
 coalesced read of the statistics files), ``node_info()``, and, only when domains appear that
-were not seen before, one detailed xend list for their disks' sources and interfaces' bridges.
+were not seen before, ``conn.domain_configs()`` (one detailed xend list) for their disks'
+sources and interfaces' bridges.
 A node that fails is marked down and its connection dropped (the next scrape opens a new one),
 while the other nodes are served as usual.
 """
@@ -119,45 +120,37 @@ class NodeSource:
         """
         known = self._known
         out: list[_Known] = []
-        fresh: dict[_Key, _Known] = {}
+        fresh: list[tuple[Domain, _Known]] = []
         for dom in domains:
             key = (dom.id, dom.uuid)
             meta = known.get(key)
             if meta is None:
                 meta = known[key] = _Known(dom.uuid_string)
             if not meta.learned:
-                fresh[key] = meta
+                fresh.append((dom, meta))
             out.append(meta)
         if len(known) > len(domains):
             alive = {(dom.id, dom.uuid) for dom in domains}
             for key in [k for k in known if k not in alive]:
                 del known[key]
-        if fresh and conn.xend is not None:
+        if fresh and "xend" in conn.backends:  # only xend describes the domains' devices
             await self._learn_sources(conn, fresh)
         return out
 
-    async def _learn_sources(self, conn: Connection, fresh: dict[_Key, _Known]) -> None:
-        """Fill in ``fresh`` domains' disk sources and bridges from one detailed xend list."""
-        from aiovirt.protocol.domxml import sexpr_to_config
-
-        assert conn.xend is not None
+    async def _learn_sources(self, conn: Connection,
+                             fresh: list[tuple[Domain, _Known]]) -> None:
+        """Fill in ``fresh`` domains' disk sources and bridges from their descriptions."""
         try:
-            records = await conn.xend.list_domains_detail()
+            configs = await conn.domain_configs([dom for dom, _ in fresh])
         except VirtError as err:
             log.warning("node %s: no device sources from xend: %s", self.name, err)
             return
-        for sx in records:
-            try:
-                cfg = sexpr_to_config(sx)
-            except VirtError:
-                continue
-            if cfg.id is None:
-                continue
-            meta = fresh.get((cfg.id, cfg.uuid or uuidlib.UUID(int=0)))
-            if meta is not None:
-                meta.disks = {d.target: d.source for d in cfg.disks if d.type == "file"}
-                meta.bridges = {n.target: n.bridge or "" for n in cfg.interfaces if n.target}
-                meta.learned = True
+        kept = {dom: meta for dom, meta in fresh}
+        for dom, cfg in configs:
+            meta = kept[dom]
+            meta.disks = {d.target: d.source for d in cfg.disks if d.type == "file"}
+            meta.bridges = {n.target: n.bridge or "" for n in cfg.interfaces if n.target}
+            meta.learned = True
 
 
 class _Known:

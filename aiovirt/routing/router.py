@@ -255,6 +255,14 @@ class Router(Generic[D]):
         stats = await self._route("device_stats", doms)
         return list(zip(doms, stats, strict=True))
 
+    async def domain_configs(self, wanted: Sequence[D] | None) -> list[tuple[D, Any]]:
+        """Return ``(domain, description)`` for ``wanted`` (None: every running domain)."""
+        if not self._plans["domain_configs"]:
+            raise self.missing("domain_configs")
+        doms = [d for d, _ in await self.domain_infos(None)] if wanted is None else wanted
+        configs = await self._route("domain_configs", doms)
+        return [(dom, cfg) for dom, cfg in zip(doms, configs, strict=True) if cfg is not None]
+
     # -- many domains at once ----------------------------------------------------------------
 
     async def domain_infos(self, wanted: Sequence[D] | None) -> list[tuple[D, DomainInfo]]:

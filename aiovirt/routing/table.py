@@ -29,7 +29,8 @@ suspend, resume, destroy,     hypervisor, xend
 set_max_memory
 shutdown, reboot              xend, xenstore (``control/shutdown``)
 set_memory                    xend, xenstore (``memory/target``)
-create, save, restore, XML    xend only
+create, save, restore, XML,   xend only (``domain_configs()``: one detailed list)
+``domain_configs()`` (bulk)
 node_info, get_version        hypervisor, xend
 ``domain_infos()`` (bulk)     hypervisor (one batch; xenstore names for new domains),
                               xend (one detailed list), else each domain's ``info()``
@@ -99,4 +100,5 @@ ROUTES: dict[str, Route] = {
     "block_stats": Route((DEVSTATS,), "block device statistics"),
     "interface_stats": Route((DEVSTATS,), "interface statistics"),
     "device_stats": Route((DEVSTATS,), "device statistics"),
+    "domain_configs": Route((XEND,), "the domains' descriptions"),
 }

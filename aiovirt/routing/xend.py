@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid as uuidlib
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiovirt.backends.xend import XendClient
 from aiovirt.batching import Coalescer
@@ -28,6 +28,11 @@ from aiovirt.routing.identity import (
     no_domain,
     parse_uuid,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from aiovirt.protocol.domxml import DomainConfig
 
 __all__ = [
     "XendDomainRecord",
@@ -274,6 +279,23 @@ class XendRoutes:
         from aiovirt.protocol.domxml import sexpr_to_xml
 
         return sexpr_to_xml(sx)
+
+    async def domain_configs(self, idents: Sequence[Identity]) -> list[DomainConfig | None]:
+        """Return each of ``idents``' description from one detailed list (None: gone)."""
+        from aiovirt.protocol.domxml import sexpr_to_config
+
+        by_id: dict[int, DomainConfig] = {}
+        for sx in await self.xend.list_domains_detail():
+            cfg = sexpr_to_config(sx)
+            if cfg.id is not None:
+                by_id[cfg.id] = cfg
+        out: list[DomainConfig | None] = []
+        for ident in idents:
+            found = by_id.get(ident.id)
+            if found is not None and not is_same(ident, found.id, (found.uuid or NULL_UUID).bytes):
+                found = None  # the id now belongs to another domain
+            out.append(found)
+        return out
 
     async def suspend(self, ident: Identity) -> None:
         """POST ``op=pause``."""
