@@ -63,6 +63,7 @@ class Setup:
     exporter: subprocess.Popen[str]
     prometheus: str  # http://127.0.0.1:PORT
     log: Path
+    exporter_log: Path
 
 
 @pytest.fixture
@@ -81,15 +82,19 @@ def stack(tmp_path: Path, short_dir: Path) -> Iterator[Setup]:
                                            str(20 + n), "--log-level", "WARNING")
             sims[name], uris[name] = proc, ends["uri"]
             procs.append(proc)
-        exporter = subprocess.Popen(
-            [sys.executable, "-m", "aiovirt.exporter", "--listen", "127.0.0.1:0",
-             "-c", f"n1={uris['n1']}", "-c", f"n2={uris['n2']}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        # its log goes to a file: a pipe nobody reads while the test runs would fill up with
+        # one line per failed scrape and stop the exporter mid-write
+        exporter_log = tmp_path / "exporter.log"
+        with exporter_log.open("w") as err:
+            exporter = subprocess.Popen(
+                [sys.executable, "-m", "aiovirt.exporter", "--listen", "127.0.0.1:0",
+                 "-c", f"n1={uris['n1']}", "-c", f"n2={uris['n2']}"],
+                stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
         procs.append(exporter)
         assert exporter.stdout is not None
         line = exporter.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
-        assert m, (line, exporter.stderr.read() if exporter.stderr else "")
+        assert m, (line, exporter_log.read_text())
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
@@ -115,7 +120,7 @@ def stack(tmp_path: Path, short_dir: Path) -> Iterator[Setup]:
             port = 0
         if not port:
             pytest.fail(f"Prometheus never said where it listens; its log:\n{log.read_text()}")
-        yield Setup(uris, sims, exporter, f"http://127.0.0.1:{port}", log)
+        yield Setup(uris, sims, exporter, f"http://127.0.0.1:{port}", log, exporter_log)
     finally:
         for proc in reversed(procs):
             stop_process(proc)
@@ -222,8 +227,7 @@ async def test_prometheus_stores_what_aiovirt_reports_and_sees_a_node_go(
     # SIGTERM stops the exporter cleanly
     stack.exporter.send_signal(signal.SIGTERM)
     assert stack.exporter.wait(15) == 0
-    assert stack.exporter.stderr is not None
-    errors = stack.exporter.stderr.read()
+    errors = stack.exporter_log.read_text()
     assert "n2" in errors and "scrape failed" in errors  # the failure was logged
     assert "Traceback" not in errors
     close_streams(stack.exporter)
