@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import (
     Callable,
     Collection,
-    Container,
     Iterable,
     Iterator,
     Mapping,
@@ -153,7 +152,6 @@ def _preferred(seen: Seen, other: Seen) -> bool:
 
 
 def diff_rows(old_scan: Snapshot[H], new_scan: Snapshot[H], *,
-              moved: Container[int] | None = None,
               touched: Sequence[uuidlib.UUID] | None = None,
               old_entries: Mapping[uuidlib.UUID, TableEntry[H]] | None = None,
               new_entries: dict[uuidlib.UUID, TableEntry[H]] | None = None,
@@ -162,11 +160,9 @@ def diff_rows(old_scan: Snapshot[H], new_scan: Snapshot[H], *,
     first, then additions and updates in the new rows' order. cpu_time and confirmed_at alone
     are not a change.
 
-    ``moved``, when given, holds the ids of every domain of the new scan whose record may
-    differ from the old (the event source's diff knows them): only those rows are compared,
-    with the same result as comparing all. ``touched``, when given, holds every UUID whose row
-    is not the very row of the old scan (the new rows are the old but for those): only they
-    are looked at. ``old_entries`` are entries already made of the old scan (reused as the
+    ``touched``, when given, holds every UUID whose row is not the very row of the old scan
+    (the new rows are the old but for those): only they are looked at, with the same result as
+    comparing all. ``old_entries`` are entries already made of the old scan (reused as the
     changes' ``previous``); the entries made of the new one for the changes are stored into
     ``new_entries``.
     """
@@ -178,8 +174,6 @@ def diff_rows(old_scan: Snapshot[H], new_scan: Snapshot[H], *,
         touched = list(dict.fromkeys(touched))
         candidates: Iterable[tuple[uuidlib.UUID, Row[H]]] = [
             (uuid, new[uuid]) for uuid in touched if uuid in new]
-    elif moved is not None:
-        candidates = [(uuid, row) for uuid, row in new.items() if row[1][0] in moved]
     else:
         candidates = new.items()
     for uuid, row in candidates:
@@ -309,14 +303,12 @@ class DomainTable(Generic[H]):
         self._source = source
         self.interval = interval
         self._queue_size = queue_size
-        # The last scan's rows, and the entries made of them so far: an entry is made when it is
-        # first read (or reported), so a scan of thousands of domains nobody reads costs no
-        # entry at all. Each scan replaces both dicts; neither is changed in place after, but
-        # for entries added to the second.
-        self._rows: dict[uuidlib.UUID, Row[H]] = {}
-        self._cpu: Mapping[int, int] = {}  # domid -> CPU time (ns) of the last scan
-        self._made: dict[uuidlib.UUID, TableEntry[H]] = {}
-        self._complete = True  # every row has its entry in _made
+        # The last scan (its rows, CPU times and time), and the entries made of its rows so far:
+        # an entry is made when it is first read (or reported), so a scan of thousands of
+        # domains nobody reads costs no entry at all. Each scan replaces both; neither is
+        # changed in place after, but for entries added to the second.
+        self._scan: Snapshot[H] = Snapshot({}, {}, 0.0)
+        self._made: dict[uuidlib.UUID, TableEntry[H]] = {}  # of some of _scan's rows
         self._shared = False  # some domains of the last full scan shared a UUID
         # name / id -> UUID, rebuilt only when a domain comes, goes, or changes id or name
         self._by_name: dict[str, uuidlib.UUID] = {}
@@ -328,8 +320,11 @@ class DomainTable(Generic[H]):
         self._error: BaseException | None = None
         self.refreshes = 0
         """How many scans the table has applied."""
-        self.confirmed_at = 0.0
+
+    @property
+    def confirmed_at(self) -> float:
         """``time.time()`` of the last scan applied: every entry is at least this fresh."""
+        return self._scan.at
 
     # -- reads, no I/O --------------------------------------------------------------------------
 
@@ -343,15 +338,14 @@ class DomainTable(Generic[H]):
         """Return the entry of ``uuid``, or None."""
         entry = self._made.get(uuid)
         if entry is None:
-            row = self._rows.get(uuid)
+            row = self._scan.rows.get(uuid)
             if row is None:
                 return None
-            entry = self._made[uuid] = entry_of(row, self._cpu.get(row[1][0], 0),
-                                                self.confirmed_at)
+            entry = self._made[uuid] = self._scan.entry(row)
         return entry
 
     def __contains__(self, uuid: object) -> bool:
-        return uuid in self._rows
+        return uuid in self._scan.rows
 
     def by_name(self, name: str) -> TableEntry[H] | None:
         """Return the entry of the domain named ``name``, or None."""
@@ -364,10 +358,10 @@ class DomainTable(Generic[H]):
         return None if uuid is None else self.get(uuid)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._scan.rows)
 
     def __iter__(self) -> Iterator[uuidlib.UUID]:
-        return iter(self._rows)
+        return iter(self._scan.rows)
 
     def values(self) -> ValuesView[TableEntry[H]]:
         """Return a view of every entry."""
@@ -375,15 +369,11 @@ class DomainTable(Generic[H]):
 
     def _all_entries(self) -> dict[uuidlib.UUID, TableEntry[H]]:
         """Return every entry (made now for the rows nobody read yet), in the rows' order."""
-        if not self._complete:
-            made, scan = self._made, self._snapshot()
+        made, scan = self._made, self._scan
+        if len(made) != len(scan.rows):  # some rows have no entry yet
             self._made = {uuid: made.get(uuid) or scan.entry(row)
-                          for uuid, row in self._rows.items()}
-            self._complete = True
+                          for uuid, row in scan.rows.items()}
         return self._made
-
-    def _snapshot(self) -> Snapshot[H]:
-        return Snapshot(self._rows, self._cpu, self.confirmed_at)
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -422,7 +412,7 @@ class DomainTable(Generic[H]):
     def _scanned(self, scan: ScanView[H], cpu: Mapping[int, int], confirmed_at: float,
                  moved: Collection[int] | None = None) -> None:
         """Apply one scan (see :class:`~aiovirt.events.source.ScanListener`)."""
-        old = self._snapshot()
+        old = self._scan
         changes: list[TableChange[H]] = []
         made: dict[uuidlib.UUID, TableEntry[H]] = {}
         quick = None
@@ -430,7 +420,7 @@ class DomainTable(Generic[H]):
             quick = self._partial_rows(scan, moved)
         if quick is not None:  # only the rows of the moved domains are looked at
             rows, touched = quick
-            if cpu is self._cpu and confirmed_at == self.confirmed_at:
+            if cpu is old.cpu and confirmed_at == old.at:
                 made = dict(self._made)  # the other entries stand as they are
                 for uuid in touched:
                     made.pop(uuid, None)
@@ -439,22 +429,18 @@ class DomainTable(Generic[H]):
         else:
             known = list(scan.known())
             rows = index_rows(known)
-            shared, self._shared = self._shared, len(rows) != len(known)
-            if shared or self._shared:
-                moved = None  # two domains shared a UUID: which one is the row may have changed
+            self._shared = len(rows) != len(known)
             if self._filled:
-                changes = diff_rows(old, Snapshot(rows, cpu, confirmed_at), moved=moved,
+                changes = diff_rows(old, Snapshot(rows, cpu, confirmed_at),
                                     old_entries=self._made, new_entries=made)
         if not self._filled:
             self._by_name = {row[0].name: uuid for uuid, row in rows.items()}
             self._by_id = {row[1][0]: uuid for uuid, row in rows.items()}
         elif changes:
             self._reindex(rows, changes)
-        self._rows, self._cpu, self._made = rows, cpu, made
-        self._complete = len(made) == len(rows)
+        self._scan, self._made = Snapshot(rows, cpu, confirmed_at), made
         self._filled = True
         self.refreshes += 1
-        self.confirmed_at = confirmed_at
         if changes:
             for feed in list(self._feeds):
                 feed._put(changes)
@@ -467,7 +453,7 @@ class DomainTable(Generic[H]):
         (but for their CPU time), and the UUIDs whose row was replaced or removed; None if a
         moved domain shares its UUID with another (the careful way, :func:`index_rows`,
         decides which is the row)."""
-        rows = dict(self._rows)
+        rows = dict(self._scan.rows)
         touched: list[uuidlib.UUID] = []
         by_id = self._by_id
         for domid in moved:

@@ -162,29 +162,31 @@ def test_table_rows_follow_scans_keyed_by_uuid() -> None:
     def dom(domid: int, u: uuid.UUID, name: str) -> Domain:
         return Domain(None, name, domid, u)  # type: ignore[arg-type]
 
-    def step(old: Snapshot, known: list, cpu: dict, at: float, moved: set[int]) -> tuple:
-        """Diff with the source's hint and without it: the hint never changes the answer."""
+    def step(old: Snapshot, known: list, cpu: dict, at: float) -> tuple:
+        """Diff with the table's hint (the UUIDs whose row is not the old one) and without it:
+        the hint never changes the answer."""
         new = Snapshot(index_rows(known), cpu, at)
         changes = diff_rows(old, new)
-        assert diff_rows(old, new, moved=moved) == changes
+        touched = [u for u in {**old.rows, **new.rows} if old.rows.get(u) is not new.rows.get(u)]
+        assert diff_rows(old, new, touched=touched) == changes
         return new, changes
 
     a, b, b2 = dom(1, U1, "a"), dom(2, U2, "b"), dom(7, U2, "b")
     first = [(a, seen(1, U1)), (b, seen(2, U2))]
-    scan, changes = step(Snapshot({}, {}, 0.0), first, {1: 10, 2: 20}, 1.0, {1, 2})
+    scan, changes = step(Snapshot({}, {}, 0.0), first, {1: 10, 2: 20}, 1.0)
     assert [c.kind for c in changes] == [ChangeKind.ADDED, ChangeKind.ADDED]
     assert [(c.entry.id, c.entry.cpu_time, c.entry.confirmed_at) for c in changes] == [
         (1, 10, 1.0), (2, 20, 1.0)]
     # b restarts under id 7, a's memory changes, CPU times move: one row per UUID still
     second = [(a, seen(1, U1, memory=1024)), (b2, seen(7, U2))]
-    new, changes = step(scan, second, {1: 15, 7: 0}, 2.0, {1, 2, 7})
+    new, changes = step(scan, second, {1: 15, 7: 0}, 2.0)
     assert [(c.kind, c.entry.name if c.entry else None, set(c.fields)) for c in changes] == [
         (ChangeKind.UPDATED, "a", {"memory"}), (ChangeKind.UPDATED, "b", {"id"})]
     assert changes[1].previous == scan.entry(first[1])
     assert new.rows[U2][1].domid == 7 and new.rows[U2][0] is b2
     assert new.entry(new.rows[U1])[-2:] == (15, 2.0)  # cpu_time, confirmed_at
     # only CPU times moved: no change reported, with or without the hint
-    again, changes = step(new, second, {1: 25, 7: 3}, 3.0, set())
+    again, changes = step(new, second, {1: 25, 7: 3}, 3.0)
     assert changes == [] and again.entry(again.rows[U1]).cpu_time == 25
     # a goes; a dying b and its successor share a UUID: the live one is the row
     dying = dom(8, U2, "b")
