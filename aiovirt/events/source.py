@@ -255,29 +255,11 @@ class EventSource(Generic[H]):
         else:
             run.watching.set()
 
-    async def _stop(self, run: _Run[H], exc: BaseException | None) -> None:
-        """Cancel and await ``run``'s tasks, then end the consumers it served."""
+    def _detach(self, run: _Run[H]) -> list[asyncio.Task[None]] | None:
+        """Mark ``run`` stopping and no longer the current one; cancel its tasks but the one
+        calling, and return those (None if it was stopping already)."""
         if run.stopping:
-            return
-        run.stopping = True
-        if self._run is run:
-            self._run = None
-        if run.recheck is not None:
-            run.recheck.cancel()
-        # The consumers end first: one that subscribes while the tasks wind down starts a
-        # new run and must not be ended with this one.
-        self._end(exc if exc is not None else run.failure)
-        current = asyncio.current_task()
-        tasks = [task for task in run.tasks if task is not current]
-        for task in tasks:
-            task.cancel()
-        await _await_quietly(tasks)
-
-    def _stop_from_inside(self, run: _Run[H], exc: BaseException | None) -> None:
-        """Stop from one of the run's own tasks: the other tasks are cancelled, not awaited
-        here (the task that called is ending; :meth:`stop` awaits what is left)."""
-        if run.stopping:
-            return
+            return None
         run.stopping = True
         if self._run is run:
             self._run = None
@@ -287,6 +269,24 @@ class EventSource(Generic[H]):
         others = [task for task in run.tasks if task is not current]
         for task in others:
             task.cancel()
+        return others
+
+    async def _stop(self, run: _Run[H], exc: BaseException | None) -> None:
+        """Cancel and await ``run``'s tasks, then end the consumers it served."""
+        tasks = self._detach(run)
+        if tasks is None:
+            return
+        # The consumers end before the tasks are awaited: one that subscribes while they wind
+        # down starts a new run and must not be ended with this one.
+        self._end(exc if exc is not None else run.failure)
+        await _await_quietly(tasks)
+
+    def _stop_from_inside(self, run: _Run[H], exc: BaseException | None) -> None:
+        """Stop from one of the run's own tasks: the other tasks are cancelled, not awaited
+        here (the task that called is ending; :meth:`stop` awaits what is left)."""
+        others = self._detach(run)
+        if others is None:
+            return
         if others:
             waiter = asyncio.get_running_loop().create_task(
                 _await_quietly(others), name="aiovirt-events-stop")
@@ -365,8 +365,7 @@ class EventSource(Generic[H]):
         scan = await run.reader.scan()
         run.diff.baseline(scan.seen, await self._lookups(run, [s.domid for s in scan.seen]))
         self.scans += 1
-        run.cpu = scan.cpu
-        self._tell_listeners(run, confirmed_at)
+        self._tell_listeners(run, scan.cpu, confirmed_at)
 
     async def _scan(self, run: _Run[H]) -> None:
         confirmed_at = time.time()  # what the scan reads is at least this fresh
@@ -481,16 +480,16 @@ class EventSource(Generic[H]):
                 event = DomainEvent(change.handle, change.kind, change.detail, stamp)
                 for stream in self._streams:
                     stream._put(event)
-        run.cpu = cpu
-        self._tell_listeners(run, confirmed_at, step.moved)
+        self._tell_listeners(run, cpu, confirmed_at, step.moved)
         if step.recheck and (run.recheck is None or run.recheck.cancelled()):
             run.recheck = asyncio.get_running_loop().call_later(_RECHECK_DELAY, _rekick, run)
 
-    def _tell_listeners(self, run: _Run[H], confirmed_at: float,
+    def _tell_listeners(self, run: _Run[H], cpu: dict[int, int], confirmed_at: float,
                         moved: Collection[int] | None = None) -> None:
-        run.confirmed_at = confirmed_at
+        """Record a scan's CPU times and time as the run's last, and hand it to the listeners."""
+        run.cpu, run.confirmed_at = cpu, confirmed_at
         for listener in list(self._listeners):
-            listener._scanned(run.diff, run.cpu, confirmed_at, moved)
+            listener._scanned(run.diff, cpu, confirmed_at, moved)
 
     async def _vm_records_kept(self, run: _Run[H], uuids: Iterable[Any]) -> set[Any]:
         exists = run.reader.exists
