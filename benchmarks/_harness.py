@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import aiovirt.xenstore  # noqa: E402
 from tests.support.sim_process import (  # noqa: E402
     SimStartError,
     start_sim_process,
@@ -69,6 +70,21 @@ def sim_node(domains: int, *, seed: int = 1, xend_delay: float = 0.0,
             yield endpoints
         finally:
             stop_process(proc)
+
+
+async def raw_watch_latency(xs_path: str, samples: int) -> list[float]:
+    """Return write -> watch event times of a bare xenstore client on the node at
+    ``xs_path``: the floor of any watch-driven change there."""
+    out = []
+    async with aiovirt.xenstore.connect(xs_path) as xs:
+        async with xs.watch("/bench/ping") as watch:
+            await watch.get(5)  # the initial event
+            for i in range(samples):
+                t0 = time.perf_counter()
+                await xs.write("/bench/ping", str(i))
+                await watch.get(5)
+                out.append(time.perf_counter() - t0)
+    return out
 
 
 # The simulated xenstored alone, in its own process as the C daemon is.

@@ -33,10 +33,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from _harness import sim_node
+from _harness import raw_watch_latency, sim_node
 
 import aiovirt
-import aiovirt.xenstore
 from aiovirt.events.table import DomainTable
 from aiovirt.protocol.states import DomainState
 
@@ -195,21 +194,6 @@ async def listing_time(conn: aiovirt.Connection, rounds: int = 7) -> float:
             await conn.domain_infos()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-async def raw_watch_latency(xs_path: str, samples: int) -> list[float]:
-    """Return write -> watch event times of a bare xenstore client: the floor of a
-    watch-driven change, on the same node."""
-    out = []
-    async with aiovirt.xenstore.connect(xs_path) as xs:
-        async with xs.watch("/bench/ping") as watch:
-            await watch.get(5)  # the initial event
-            for i in range(samples):
-                t0 = time.perf_counter()
-                await xs.write("/bench/ping", str(i))
-                await watch.get(5)
-                out.append(time.perf_counter() - t0)
-    return out
 
 
 async def bench(uri: str, xs_path: str, domains: int, samples: int, seconds: float) -> bool:

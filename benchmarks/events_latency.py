@@ -27,10 +27,9 @@ import sys
 import time
 from collections import Counter
 
-from _harness import sim_node
+from _harness import raw_watch_latency, sim_node
 
 import aiovirt
-import aiovirt.xenstore
 from aiovirt.events import DomainEvent, EventKind, EventStream
 
 CREATE_XML = """<domain type='xen'><name>{name}</name>
@@ -65,20 +64,6 @@ class Recorder:
                 self.changed.clear()
                 await self.changed.wait()
         return self.arrivals[key][count - 1]
-
-
-async def raw_watch_latency(xs_path: str, samples: int) -> list[float]:
-    """Return write -> watch event times of a bare xenstore client (the floor)."""
-    out = []
-    async with aiovirt.xenstore.connect(xs_path) as xs:
-        async with xs.watch("/bench/ping") as watch:
-            await watch.get(5)  # the initial event
-            for i in range(samples):
-                t0 = time.perf_counter()
-                await xs.write("/bench/ping", str(i))
-                await watch.get(5)
-                out.append(time.perf_counter() - t0)
-    return out
 
 
 def ms(values: list[float]) -> str:
