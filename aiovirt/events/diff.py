@@ -150,7 +150,8 @@ class LifecycleDiff(Generic[H]):
         self._unnamed: dict[int, int] = {}  # domid -> lookups tried (negative: gave up)
         self._requests: dict[int, str] = {}
         self._stopped_uuids: dict[uuidlib.UUID, StopReason] = {}
-        # ids that were given a creation grace (a superset of those still in it)
+        # ids of the domains in their creation grace (added as one starts, pruned at the end
+        # of each apply)
         self._creating: set[int] = set()
 
     def known(self) -> Iterator[tuple[H, Seen]]:
@@ -175,10 +176,7 @@ class LifecycleDiff(Generic[H]):
     def unsettled(self) -> set[int]:
         """Return the ids whose next record matters even if nothing else moved: domains in
         their creation pause and domains still without a name."""
-        tracked = self._tracked
-        return ({d for d in self._creating
-                 if (t := tracked.get(d)) is not None and t.creating_until is not None}
-                | self._unnamed.keys())
+        return self._creating | self._unnamed.keys()
 
     def baseline(self, scan: Iterable[Seen], handles: Mapping[int, H]) -> None:
         """Take ``scan`` as the starting point: nothing in it is reported as news."""
