@@ -22,7 +22,7 @@ from aiovirt.protocol.states import (
     state_from_flags,
 )
 
-__all__ = ["NodeReader", "RecordReader", "Scan", "seen_from_record"]
+__all__ = ["NodeReader", "RecordReader", "Scan"]
 
 
 class Scan(NamedTuple):
@@ -46,15 +46,6 @@ class NodeReader(Generic[H]):
     step; None when the backend has no per-domain call (every watch firing then rescans)."""
 
 
-def seen_from_record(rec: DomainInfoRecord) -> Seen:
-    """Return the scan record of one hypervisor domain-info record."""
-    code = None
-    if rec.flags & DOMINF_SHUTDOWN:
-        code = (rec.flags >> DOMINF_SHUTDOWN_SHIFT) & DOMINF_SHUTDOWN_MASK
-    return Seen(rec.domid, uuidlib.UUID(bytes=bytes(rec.handle)), state_from_flags(rec.flags),
-                code, rec.tot_pages * PAGE_KIB, rec.max_pages * PAGE_KIB, rec.nr_online_vcpus)
-
-
 _new_seen = tuple.__new__
 # A node's domains share a handful of flag words: (state, shutdown code) per flags. Bounded,
 # as the flags also carry the CPU a domain last ran on.
@@ -64,8 +55,9 @@ _FLAGS_MAX = 4096
 class RecordReader:
     """Turns hypervisor records into :class:`Seen` records, scan after scan, cheaply.
 
-    The same answers as :func:`seen_from_record`, with the UUID of each handle, the state of
-    each flag word and the last record of each domain remembered: a domain whose record did
+    Memory is the pages times :data:`~aiovirt.protocol.privcmd.PAGE_KIB`, the state and the
+    shutdown code come from the flags. The UUID of each handle, the state of each flag word and
+    the last record of each domain are remembered: a domain whose record did
     not change (its CPU time aside) is given the very ``Seen`` of the last scan, so a scan of
     5,000 unchanged domains allocates none, and comparing two scans is an identity check.
     """
